@@ -1,0 +1,73 @@
+"""Rich rendering of ggroute's results; nothing here decides anything."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from ggroute.models.catalog import BudgetPlan
+from ggroute.models.memory import KV_TABLE_CONTEXTS
+from ggroute.models.metrics import GenerationResult
+
+MB = 1_000_000
+
+
+def mb(n: int | float) -> str:
+    return f"{n / MB:,.0f} MB"
+
+
+def fmt_rate(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "-"
+
+
+def footer(result: GenerationResult) -> str:
+    u, t = result.usage, result.timings
+    parts = [
+        f"finish={result.finish_reason}",
+        f"prompt={u.prompt_tokens} tok ({u.cached_prompt_tokens} cached)",
+        f"completion={u.completion_tokens} tok",
+        f"prefill {fmt_rate(t.prefill_tokens_per_s)} tok/s",
+        f"decode {fmt_rate(t.decode_tokens_per_s)} tok/s",
+    ]
+    if t.load_s is not None:
+        parts.append(f"load {t.load_s:.2f} s")
+    if result.evicted:
+        parts.append(f"evicted {', '.join(result.evicted)}")
+    parts.append(f"wall {t.wall_s:.2f} s")
+    return " | ".join(parts)
+
+
+def verbose_report(console: Console, result: GenerationResult) -> None:
+    limits = result.limits
+    console.print(f"[dim]prompt preview:[/] {result.prompt_preview!r}")
+    console.print(
+        f"[dim]limits:[/] max_tokens={limits.max_tokens} timeout_s={limits.timeout_s} "
+        f"context_size={limits.context_size} stop={limits.stop}"
+    )
+    console.print(f"[dim]timings:[/] {result.timings.model_dump()}")
+    console.print(f"[dim]output preview:[/] {result.text[:200]!r}")
+
+
+def plan_table(plan: BudgetPlan, files: dict[str, str]) -> Table:
+    table = Table(title="Memory plan (estimates before loading)")
+    for col in ("model", "file", "weights", "KV cache", "compute", "adds", "note"):
+        table.add_column(col, justify="right" if col in ("weights", "KV cache", "compute", "adds") else "left")
+    for p in plan.models:
+        note = f"shares weights with {p.shares_weights_with}" if p.shares_weights_with else ""
+        if p.own_bytes > plan.budget_bytes:
+            note = "[red]over budget alone[/]"
+        table.add_row(p.name, files[p.name], mb(p.weight_bytes), mb(p.kv_bytes), mb(p.compute_bytes),
+                      mb(p.added_bytes), note)
+    status = "[green]fits[/]" if plan.fits else "[yellow]does not fit at once: the pool will evict[/]"
+    table.caption = f"all loaded: {mb(plan.total_bytes)} of {mb(plan.budget_bytes)} budget, {status}"
+    return table
+
+
+def kv_table(rows: dict[str, dict[int, int]]) -> Table:
+    table = Table(title="KV cache size by context_size")
+    table.add_column("model")
+    for ctx in KV_TABLE_CONTEXTS:
+        table.add_column(str(ctx), justify="right")
+    for name, sizes in rows.items():
+        table.add_row(name, *(mb(sizes[c]) for c in KV_TABLE_CONTEXTS))
+    return table

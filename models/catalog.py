@@ -1,0 +1,81 @@
+"""The models a config defines: their files, GGUF facts and memory plans, looked up lazily and cached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ggroute.models.config import LoadedConfig, ModelConfig
+from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
+from ggroute.models.locate import resolve_model_path
+from ggroute.models.memory import ModelPlan, plan_model
+
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to load one model: its name, settings, file and header facts."""
+
+    name: str
+    settings: ModelConfig
+    path: Path
+    info: GGUFInfo
+    plan: ModelPlan
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    models: list[ModelPlan]
+    budget_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(p.added_bytes for p in self.models)
+
+    @property
+    def fits(self) -> bool:
+        return self.total_bytes <= self.budget_bytes
+
+
+class ModelCatalog:
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        self._specs: dict[str, ModelSpec] = {}
+        self._infos: dict[Path, GGUFInfo] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.loaded.config.models)
+
+    @property
+    def budget_bytes(self) -> int:
+        return self.loaded.config.memory_budget_mb * MB
+
+    def path_of(self, name: str) -> Path:
+        return resolve_model_path(self.loaded.model_path_ref(name), self.loaded.base_dir).resolve()
+
+    def spec(self, name: str) -> ModelSpec:
+        cached = self._specs.get(name)
+        if cached is not None:
+            return cached
+        settings = self.loaded.model(name)
+        path = self.path_of(name)
+        info = self._infos.get(path)
+        if info is None:
+            info = self._infos[path] = read_gguf_info(path)
+        plan = plan_model(name, info, settings.context_size, settings.n_batch, settings.swa_full)
+        spec = self._specs[name] = ModelSpec(name, settings, path, info, plan)
+        return spec
+
+    def budget_plan(self) -> BudgetPlan:
+        """All models loaded at once, weights of a shared file counted once."""
+        plans: list[ModelPlan] = []
+        first_user: dict[str, str] = {}
+        for name in self.names:
+            plan = self.spec(name).plan
+            owner = first_user.setdefault(plan.path, name)
+            if owner != name:
+                plan = ModelPlan(**{**plan.__dict__, "shares_weights_with": owner})
+            plans.append(plan)
+        return BudgetPlan(plans, self.budget_bytes)

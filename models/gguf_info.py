@@ -1,0 +1,240 @@
+"""Read what ggroute needs from a GGUF file header without loading the model.
+
+A small reader of its own: gguf's GGUFReader parses every vocabulary string into numpy objects, which takes
+seconds on a 262k-token vocabulary; this reader skips arrays it does not need and takes milliseconds. It also
+checks that the file is complete before llama.cpp sees it (llama.cpp can abort the process on a corrupt file).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
+
+from ggroute.models.errors import ModelFileError
+
+GGUF_MAGIC = b"GGUF"
+_SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+_SMALL_ARRAY = 4096  # numeric arrays up to this length are kept (per-layer head counts); longer ones skipped
+# Sliding-window layer pattern per architecture, as llama.cpp hard-codes it (not in the metadata):
+# every Nth layer uses full attention, the others the sliding window.
+_SWA_PATTERN = {"gemma3": 6, "gemma2": 2, "cohere2": 4, "gemma3n": 5}
+
+
+class _Truncated(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """An array value that was skipped: its element type and length only."""
+
+    element_type: int
+    length: int
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    path: Path
+    file_size: int
+    metadata: dict[str, object]
+    weight_bytes: int
+    tensor_count: int
+
+    def _arch_key(self, suffix: str) -> object | None:
+        return self.metadata.get(f"{self.architecture}.{suffix}")
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", "unknown"))
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("general.name", self.path.stem))
+
+    @property
+    def n_layers(self) -> int:
+        return int(self._arch_key("block_count") or 0)
+
+    @property
+    def n_ctx_train(self) -> int:
+        return int(self._arch_key("context_length") or 0)
+
+    @property
+    def n_embd(self) -> int:
+        return int(self._arch_key("embedding_length") or 0)
+
+    @property
+    def n_head(self) -> int:
+        return _first_int(self._arch_key("attention.head_count"))
+
+    def n_head_kv_per_layer(self) -> list[int]:
+        value = self._arch_key("attention.head_count_kv")
+        if isinstance(value, list):
+            return [int(v) for v in value]
+        count = int(value) if value is not None else self.n_head
+        return [count] * self.n_layers
+
+    @property
+    def key_length(self) -> int:
+        value = self._arch_key("attention.key_length")
+        return int(value) if value else self.n_embd // max(self.n_head, 1)
+
+    @property
+    def value_length(self) -> int:
+        value = self._arch_key("attention.value_length")
+        return int(value) if value else self.n_embd // max(self.n_head, 1)
+
+    @property
+    def sliding_window(self) -> int | None:
+        value = self._arch_key("attention.sliding_window")
+        return int(value) if value else None
+
+    def swa_layers(self) -> list[bool]:
+        """Which layers use the sliding window (all False when the model has none or the pattern is unknown)."""
+        pattern = _SWA_PATTERN.get(self.architecture)
+        if self.sliding_window is None or pattern is None:
+            return [False] * self.n_layers
+        return [(il + 1) % pattern != 0 for il in range(self.n_layers)]
+
+    @property
+    def n_vocab(self) -> int:
+        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        if isinstance(tokens, ArrayInfo):
+            return tokens.length
+        return int(self._arch_key("vocab_size") or 0)
+
+    @property
+    def chat_template(self) -> str | None:
+        value = self.metadata.get("tokenizer.chat_template")
+        return value if isinstance(value, str) and value.strip() else None
+
+    @property
+    def quantization(self) -> str:
+        file_type = self.metadata.get("general.file_type")
+        try:
+            return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return "unknown"
+
+
+def _first_int(value: object) -> int:
+    if isinstance(value, list):
+        return int(value[0]) if value else 0
+    return int(value) if value is not None else 0
+
+
+class _Reader:
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+
+    def read(self, n: int) -> bytes:
+        data = self.handle.read(n)
+        if len(data) != n:
+            raise _Truncated()
+        return data
+
+    def scalar(self, kind: int) -> object:
+        fmt = _SCALAR_FORMATS[kind]
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def u64(self) -> int:
+        return struct.unpack("<Q", self.read(8))[0]
+
+    def u32(self) -> int:
+        return struct.unpack("<I", self.read(4))[0]
+
+    def string(self) -> str:
+        return self.read(self.u64()).decode("utf-8", errors="replace")
+
+    def skip_strings(self, count: int) -> None:
+        for _ in range(count):
+            self.handle.seek(self.u64(), 1)
+
+    def value(self, kind: int) -> object:
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            element, count = self.u32(), self.u64()
+            if element == _STRING:
+                self.skip_strings(count)
+                return ArrayInfo(element, count)
+            if element not in _SCALAR_FORMATS:
+                raise ModelFileError(f"unsupported GGUF array element type {element}")
+            size = struct.calcsize(_SCALAR_FORMATS[element])
+            if count <= _SMALL_ARRAY:
+                fmt = "<" + _SCALAR_FORMATS[element][1] * count
+                return list(struct.unpack(fmt, self.read(size * count)))
+            self.handle.seek(size * count, 1)
+            return ArrayInfo(element, count)
+        if kind not in _SCALAR_FORMATS:
+            raise ModelFileError(f"unsupported GGUF value type {kind}")
+        return self.scalar(kind)
+
+
+def _tensor_bytes(type_id: int, dims: list[int]) -> int:
+    try:
+        qtype = GGMLQuantizationType(type_id)
+    except ValueError:
+        raise ModelFileError(f"unknown GGML tensor type {type_id}") from None
+    block_size, type_size = GGML_QUANT_SIZES[qtype]
+    elements = 1
+    for d in dims:
+        elements *= d
+    return elements // block_size * type_size
+
+
+def read_gguf_info(path: Path) -> GGUFInfo:
+    """Parse the header and tensor table of a GGUF file; raise ModelFileError if it is not complete GGUF."""
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelFileError(f"model path is not a file: {path}")
+    file_size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            info = _parse(_Reader(handle), path, file_size)
+    except _Truncated:
+        raise ModelFileError(f"{path}: GGUF header is cut short ({file_size} bytes): the file is truncated") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path}: corrupt GGUF header ({exc})") from None
+    return info
+
+
+def _parse(reader: _Reader, path: Path, file_size: int) -> GGUFInfo:
+    magic = reader.handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelFileError(f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+    version = reader.u32()
+    if version not in (2, 3):
+        raise ModelFileError(f"{path}: unsupported GGUF version {version} (llama.cpp reads 2 and 3)")
+    n_tensors, n_kv = reader.u64(), reader.u64()
+    if n_tensors > 1_000_000 or n_kv > 1_000_000:
+        raise ModelFileError(f"{path}: corrupt GGUF header ({n_tensors} tensors, {n_kv} keys)")
+    metadata: dict[str, object] = {}
+    for _ in range(n_kv):
+        key = reader.string()
+        metadata[key] = reader.value(reader.u32())
+    weight_bytes, data_end = 0, 0
+    for _ in range(n_tensors):
+        reader.string()
+        dims = [reader.u64() for _ in range(reader.u32())]
+        nbytes = _tensor_bytes(reader.u32(), dims)
+        offset = reader.u64()
+        weight_bytes += nbytes
+        data_end = max(data_end, offset + nbytes)
+    alignment = int(metadata.get("general.alignment", 32) or 32)
+    header_end = reader.handle.tell()
+    data_start = (header_end + alignment - 1) // alignment * alignment
+    if data_start + data_end > file_size:
+        raise ModelFileError(
+            f"{path} is truncated: tensor data needs {data_start + data_end} bytes, the file has {file_size} "
+            "(re-download or reinstall it)"
+        )
+    return GGUFInfo(path, file_size, metadata, weight_bytes, n_tensors)

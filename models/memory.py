@@ -1,0 +1,88 @@
+"""Memory plan: what a model will take once loaded, from GGUF metadata alone.
+
+estimate = weights (mmap'd file pages, shared between roles that name the same file)
+         + KV cache (layers x cells x kv heads x (key + value length) x 2 bytes for f16)
+         + compute allowance (attention scores for a full batch at full context, activations,
+           vocabulary tables)
+The constants of the compute allowance were fitted to llama.cpp 0.3.36's resident memory on CPU;
+benchmarks/memory_estimate.py measures the estimate against RSS growth (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ggroute.models.gguf_info import GGUFInfo
+
+KV_ELEMENT_BYTES = 2  # llama.cpp's default KV cache type is f16
+KV_TABLE_CONTEXTS = (2048, 4096, 8192, 16384, 32768)
+_CELL_PAD = 256  # llama.cpp pads the KV cache to a multiple of 256 cells
+_BASE_OVERHEAD = 16 * 1024 * 1024  # llama.cpp context, threads, buffers that do not scale
+_VOCAB_BYTES_PER_TOKEN = 160  # token text, scores and lookup maps kept by llama.cpp's vocabulary
+_ACTIVATION_BYTES_PER_EMBD = 24  # per batch token and embedding dimension, measured
+
+
+def _pad(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+def kv_cache_bytes(info: GGUFInfo, context_size: int, *, n_ubatch: int = 512, swa_full: bool = True) -> int:
+    cells_full = _pad(context_size, _CELL_PAD)
+    window = info.sliding_window
+    cells_swa = cells_full
+    if not swa_full and window is not None:
+        cells_swa = min(cells_full, _pad(window + n_ubatch, _CELL_PAD))
+    per_cell = (info.key_length + info.value_length) * KV_ELEMENT_BYTES
+    total = 0
+    for heads, is_swa in zip(info.n_head_kv_per_layer(), info.swa_layers(), strict=False):
+        total += (cells_swa if is_swa else cells_full) * heads * per_cell
+    return total
+
+
+def compute_bytes(info: GGUFInfo, context_size: int, n_ubatch: int) -> int:
+    attention = n_ubatch * _pad(context_size, _CELL_PAD) * (info.n_head + 1) * 4
+    activations = n_ubatch * info.n_embd * _ACTIVATION_BYTES_PER_EMBD
+    vocabulary = info.n_vocab * _VOCAB_BYTES_PER_TOKEN
+    return _BASE_OVERHEAD + attention + activations + vocabulary
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    name: str
+    path: str
+    context_size: int
+    weight_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    shares_weights_with: str | None = None  # another role already counts this file's weights
+
+    @property
+    def own_bytes(self) -> int:
+        """What loading this model adds while nothing else is loaded."""
+        return self.weight_bytes + self.kv_bytes + self.compute_bytes
+
+    @property
+    def added_bytes(self) -> int:
+        """What it adds in the plan, where shared weights are counted once."""
+        weights = 0 if self.shares_weights_with else self.weight_bytes
+        return weights + self.kv_bytes + self.compute_bytes
+
+
+def plan_model(
+    name: str, info: GGUFInfo, context_size: int, n_batch: int, swa_full: bool, shares_with: str | None = None
+) -> ModelPlan:
+    n_ubatch = min(n_batch, 512)
+    return ModelPlan(
+        name=name,
+        path=str(info.path),
+        context_size=context_size,
+        weight_bytes=info.weight_bytes,
+        kv_bytes=kv_cache_bytes(info, context_size, n_ubatch=n_ubatch, swa_full=swa_full),
+        compute_bytes=compute_bytes(info, context_size, n_ubatch),
+        shares_weights_with=shares_with,
+    )
+
+
+def kv_table(info: GGUFInfo, swa_full: bool) -> dict[int, int]:
+    """KV cache bytes at the usual context sizes: the table users tune context_size from."""
+    return {ctx: kv_cache_bytes(info, ctx, swa_full=swa_full) for ctx in KV_TABLE_CONTEXTS}

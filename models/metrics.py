@@ -1,0 +1,66 @@
+"""Per-request figures (measured, never derived from limits) and the JSON-lines request log."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+FinishReason = Literal["stop", "length", "timeout", "cancelled"]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(description="Tokens in the prompt.")
+    cached_prompt_tokens: int = Field(description="Prompt tokens reused from the KV cache, not evaluated.")
+    completion_tokens: int = Field(description="Tokens generated (counted, EOS/EOG excluded).")
+
+
+class Timings(BaseModel):
+    load_s: float | None = Field(None, description="Model load time, when this request loaded it.")
+    prefill_s: float = Field(description="Prompt processing up to the first sampled token.")
+    prefill_tokens_per_s: float | None = Field(None, description="Evaluated prompt tokens / prefill_s.")
+    decode_s: float = Field(description="First to last sampled token.")
+    decode_tokens_per_s: float | None = Field(None, description="Tokens sampled after the first / decode_s.")
+    time_to_first_token_s: float | None = Field(None, description="Request start to first sampled token.")
+    wall_s: float = Field(description="Whole request, load included.")
+
+
+class Limits(BaseModel):
+    max_tokens: int
+    timeout_s: float
+    context_size: int
+    stop: list[str]
+
+
+class GenerationResult(BaseModel):
+    model: str
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+    limits: Limits
+    evicted: list[str] = Field(default_factory=list, description="Models unloaded to make room.")
+    prompt_preview: str = ""
+
+
+def rate(count: int, seconds: float) -> float | None:
+    return round(count / seconds, 2) if count > 0 and seconds > 0 else None
+
+
+class RequestLog:
+    """Appends one JSON object per request to a file; the folder is created on first write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, object]) -> None:
+        line = json.dumps({"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}, ensure_ascii=False)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")

@@ -1,0 +1,67 @@
+"""Turn a task into prompt tokens: the GGUF chat template when the model has one, else the config's template."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from ggroute.models.engine import LoadedModel
+from ggroute.models.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+PromptKind = Literal["chat", "completion"]
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    text: str
+    tokens: list[int]
+    kind: PromptKind
+    stop: tuple[str, ...]  # stop strings the template implies (its EOS text)
+
+
+def prompt_kind(model: LoadedModel) -> PromptKind:
+    fmt = model.spec.settings.prompt_format
+    if fmt == "auto":
+        return "chat" if model.spec.info.chat_template else "completion"
+    return fmt
+
+
+def prepare_prompt(model: LoadedModel, task: str) -> PreparedPrompt:
+    settings = model.spec.settings
+    if prompt_kind(model) == "completion":
+        text = settings.completion_template.replace("{task}", task)
+        return PreparedPrompt(text, model.tokenize(text, add_bos=True, special=False), "completion", ())
+    formatter = _chat_formatter(model)
+    messages = [{"role": "user", "content": task}]
+    if settings.system_prompt:
+        messages.insert(0, {"role": "system", "content": settings.system_prompt})
+    rendered = formatter(messages=messages)
+    # The template writes BOS itself when the model wants one (added_special).
+    tokens = model.tokenize(rendered.prompt, add_bos=not rendered.added_special, special=True)
+    stop = tuple(s for s in ([rendered.stop] if isinstance(rendered.stop, str) else rendered.stop or []) if s)
+    return PreparedPrompt(rendered.prompt, tokens, "chat", stop)
+
+
+def _chat_formatter(model: LoadedModel) -> Jinja2ChatFormatter:
+    if model.chat_formatter is not None:
+        return model.chat_formatter
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = model.spec.info.chat_template
+    if template is None:
+        raise ConfigError(
+            f"model '{model.name}' has prompt_format 'chat' but its GGUF has no chat template: "
+            "use prompt_format 'completion' with a completion_template"
+        )
+    llama = model.llama
+    formatter = Jinja2ChatFormatter(
+        template=template,
+        eos_token=model.token_text(llama.token_eos()),
+        bos_token=model.token_text(llama.token_bos()),
+        add_generation_prompt=True,
+    )
+    model.chat_formatter = formatter
+    return formatter

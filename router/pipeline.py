@@ -1,0 +1,59 @@
+"""One request from task to result: pick the model, lease it from the pool, generate, log one JSON line."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ggroute.models.catalog import ModelCatalog
+from ggroute.models.config import LoadedConfig
+from ggroute.models.generate import Generation, RequestOptions, validate_task
+from ggroute.models.metrics import RequestLog
+from ggroute.models.pool import ModelPool
+
+
+class Pipeline:
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        self.catalog = ModelCatalog(loaded)
+        self.pool = ModelPool(self.catalog)
+        self.log = RequestLog(loaded.log_path)
+
+    @contextmanager
+    def generate(
+        self,
+        model_name: str,
+        task: str,
+        options: RequestOptions | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        started: float | None = None,
+        log_extra: dict[str, object] | None = None,
+    ) -> Iterator[Generation]:
+        """Lease `model_name` and yield a Generation to iterate; the request is logged when it ends."""
+        started = started if started is not None else time.perf_counter()
+        validate_task(task)
+        self.catalog.loaded.model(model_name)  # unknown name: error before anything loads
+        with self.pool.acquire(model_name) as lease:
+            generation = Generation(
+                lease.model, task, options, cancel=cancel, started=started, load_s=lease.load_s,
+                evicted=lease.evicted,
+            )
+            try:
+                yield generation
+            finally:
+                if generation.result is not None:
+                    record = generation.result.model_dump(exclude={"prompt_preview", "text"})
+                    record["text_chars"] = len(generation.result.text)
+                    self.log.write({**record, **(log_extra or {})})
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,314 @@
+"""Run LLM-generated Python in a throwaway child process: rlimits, wall-clock timeout, scrubbed env.
+
+Threat model: contain honest mistakes and runaway code from small models (infinite loops, fork loops, memory
+hogs, huge writes, env snooping), not a determined attacker: there is no network/mount/user namespace, no
+seccomp, and a process that calls setsid() escapes the process-group kill.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Interpreter flags. -S: no site (stdlib only, no site-packages); -s: no user site; -B: no .pyc files.
+# Deliberately not -I/-E: they make the interpreter ignore PYTHON* variables, which would silently drop
+# PYTHONHASHSEED=0 and PYTHONDONTWRITEBYTECODE=1 below. The environment is built from scratch here, so -E
+# would not isolate anything further.
+_PYTHON_FLAGS = ("-S", "-s", "-B")
+_SCRIPT_NAME = "main.py"
+_READ_CHUNK = 65536
+_POLL_S = 0.05  # how often the read loop checks whether the main child has exited
+_DRAIN_GRACE_S = 1.0  # after the group is killed, how long to wait for pipes to reach EOF
+_REAP_TIMEOUT_S = 5.0
+_KILL_DEADLINE_S = 3.0  # how long to keep re-sending SIGKILL to a group that still has live members
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    timeout_s: float = 10.0  # wall clock
+    cpu_s: int = 10  # RLIMIT_CPU (SIGXCPU at cpu_s, SIGKILL one second later)
+    memory_mb: int = 512  # RLIMIT_AS
+    file_size_mb: int = 16  # RLIMIT_FSIZE
+    max_processes: int = 64  # RLIMIT_NPROC: counts every process of the uid and is not enforced for root
+    max_output_bytes: int = 64_000  # per stream; the rest is read and dropped, with a note appended
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    ok: bool  # exit code 0 and not timed out
+    exit_code: int | None  # None when timed out; negative N when killed by signal N
+    timed_out: bool
+    stdout: str
+    stderr: str
+    duration_s: float
+    reason: str  # "" when ok, else a one-line human reason
+
+
+@dataclass
+class _Capture:
+    """Keeps the first `limit` bytes of a stream and counts the rest."""
+
+    limit: int
+    data: bytearray = field(default_factory=bytearray)
+    dropped: int = 0
+
+    def feed(self, chunk: bytes) -> None:
+        room = max(self.limit - len(self.data), 0)
+        self.data += chunk[:room]
+        self.dropped += max(len(chunk) - room, 0)
+
+    def text(self) -> str:
+        out = self.data.decode("utf-8", errors="replace")
+        if self.dropped:
+            out += f"\n[... output truncated: {self.dropped} more bytes dropped]"
+        return out
+
+
+def run_python(
+    code: str, limits: SandboxLimits = SandboxLimits(), *, python: str = sys.executable
+) -> SandboxResult:
+    """Run `code` as a script in a fresh temp dir under `limits`; never raises for bad code."""
+    workdir = tempfile.mkdtemp(prefix="ggroute-sandbox-")
+    try:
+        script = os.path.join(workdir, _SCRIPT_NAME)
+        with open(script, "w", encoding="utf-8") as fh:
+            fh.write(code)
+        return _run_in(workdir, [python, *_PYTHON_FLAGS, script], limits)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _child_env(workdir: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+    }
+
+
+def _set_limit(res: int, soft: int, hard: int | None = None) -> None:
+    """Lower a resource limit; never asks for more than the current hard limit (an unprivileged error)."""
+    _, cur_hard = resource.getrlimit(res)
+    hard = soft if hard is None else hard
+    if cur_hard != resource.RLIM_INFINITY:
+        hard = min(hard, cur_hard)
+        soft = min(soft, hard)
+    resource.setrlimit(res, (soft, hard))
+
+
+def _limiter(limits: SandboxLimits) -> Callable[[], None]:
+    """Build the preexec_fn; it runs in the forked child after setsid(), before exec."""
+    mib = 1024 * 1024
+
+    def apply() -> None:
+        _set_limit(resource.RLIMIT_CPU, limits.cpu_s, limits.cpu_s + 1)
+        _set_limit(resource.RLIMIT_AS, limits.memory_mb * mib)
+        _set_limit(resource.RLIMIT_FSIZE, limits.file_size_mb * mib)
+        _set_limit(resource.RLIMIT_NPROC, limits.max_processes)
+        _set_limit(resource.RLIMIT_CORE, 0)
+
+    return apply
+
+
+def _run_in(workdir: str, argv: list[str], limits: SandboxLimits) -> SandboxResult:
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            env=_child_env(workdir),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=True,
+            preexec_fn=_limiter(limits),
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        reason = f"could not start {argv[0]}: {exc}".replace("\n", " ")
+        return SandboxResult(False, None, False, "", "", time.monotonic() - start, reason)
+    out, err = _Capture(limits.max_output_bytes), _Capture(limits.max_output_bytes)
+    timed_out = _supervise(proc, out, err, start + limits.timeout_s)
+    duration = time.monotonic() - start
+    exit_code = None if timed_out else proc.returncode
+    stderr = err.text()
+    return SandboxResult(
+        ok=exit_code == 0,
+        exit_code=exit_code,
+        timed_out=timed_out,
+        stdout=out.text(),
+        stderr=stderr,
+        duration_s=duration,
+        reason=_reason(exit_code, timed_out, stderr, limits),
+    )
+
+
+def _supervise(proc: subprocess.Popen[bytes], out: _Capture, err: _Capture, deadline: float) -> bool:
+    """Pump output until the child exits or the deadline passes, then kill its whole group and reap it.
+
+    Returns True when the main child was still running at the deadline.
+    """
+    assert proc.stdout is not None and proc.stderr is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ, out)
+        sel.register(proc.stderr, selectors.EVENT_READ, err)
+        _pump(sel, deadline, stop=lambda: proc.poll() is not None)
+        timed_out = False
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        # Always: background/forked descendants in the group would otherwise outlive the run.
+        _kill_group(proc.pid)
+        _reap(proc)
+        _pump(sel, time.monotonic() + _DRAIN_GRACE_S, stop=lambda: False)
+    proc.stdout.close()
+    proc.stderr.close()
+    return timed_out
+
+
+def _pump(sel: selectors.BaseSelector, until: float, stop: Callable[[], bool]) -> None:
+    """Read registered pipes into their captures until all reach EOF, `until` passes, or stop() is true."""
+    while sel.get_map():
+        remaining = until - time.monotonic()
+        if remaining <= 0 or stop():
+            return
+        for key, _ in sel.select(min(remaining, _POLL_S)):
+            chunk = os.read(key.fd, _READ_CHUNK)
+            if chunk:
+                key.data.feed(chunk)
+            else:
+                sel.unregister(key.fileobj)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(timeout=_REAP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL the group until no live (non-zombie) member is left; re-sending catches racing forks."""
+    give_up = time.monotonic() + _KILL_DEADLINE_S
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        if not _live_group_members(pgid) or time.monotonic() > give_up:
+            return
+        time.sleep(0.01)
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """PIDs of processes in group `pgid` that are not zombies, from /proc (empty if /proc is unreadable)."""
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 3 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def _signal_reason(signum: int) -> str:
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    if signum == signal.SIGXCPU:
+        return "CPU time limit exceeded (SIGXCPU)"
+    if signum == signal.SIGXFSZ:
+        return "file size limit exceeded (SIGXFSZ)"
+    if signum in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT):
+        return f"killed by signal {name} (memory limit?)"
+    return f"killed by signal {name}"
+
+
+def _reason(exit_code: int | None, timed_out: bool, stderr: str, limits: SandboxLimits) -> str:
+    if timed_out:
+        return f"timed out after {float(limits.timeout_s)} s"
+    if exit_code is None or exit_code == 0:
+        return ""
+    if exit_code < 0:
+        return _signal_reason(-exit_code)
+    last = _last_line(stderr)
+    if "[Errno 27]" in stderr or "File too large" in stderr:  # Python ignores SIGXFSZ, so writes get EFBIG
+        return f"file size limit exceeded (exit code {exit_code})"
+    if last.startswith("MemoryError"):
+        return f"memory limit exceeded: MemoryError (exit code {exit_code})"
+    return f"exit code {exit_code}: {last}" if last else f"exit code {exit_code}"
+
+
+_FENCE_RE = re.compile(r"^[ \t]{0,3}(`{3,})[ \t]*([^`]*?)[ \t]*$")
+_PYTHON_TAGS = frozenset({"python", "py", "python3", "py3"})
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(language tag, content) for each ``` block; an unterminated last block runs to the end of the text."""
+    blocks: list[tuple[str, str]] = []
+    fence, tag, body = "", "", []
+    for line in text.splitlines():
+        if not fence:
+            match = _FENCE_RE.match(line)
+            if match:
+                fence, body = match.group(1), []
+                tag = (match.group(2).split() or [""])[0].lower()
+            continue
+        stripped = line.strip()
+        if stripped.startswith(fence) and not stripped.lstrip("`"):
+            blocks.append((tag, "\n".join(body)))
+            fence = ""
+        elif stripped.endswith(fence) and not line.rstrip().endswith("`" * (len(fence) + 1)):
+            body.append(line.rstrip()[: -len(fence)])  # "code```": closing fence glued to the last line
+            blocks.append((tag, "\n".join(body)))
+            fence = ""
+        else:
+            body.append(line)
+    if fence:
+        blocks.append((tag, "\n".join(body)))
+    return blocks
+
+
+def extract_code(text: str) -> str:
+    """Code from a model reply: first python-tagged fenced block, else first untagged, else first any.
+
+    Falls back to the whole text stripped when there is no fence.
+    """
+    blocks = _fenced_blocks(text)
+    for wanted in (lambda t: t in _PYTHON_TAGS, lambda t: t == "", lambda t: True):
+        for tag, body in blocks:
+            if wanted(tag):
+                return body.strip("\n")
+    return text.strip()
