@@ -210,3 +210,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         sys.exit(EXIT_INTERRUPTED)
+
+
+# Registers route, run and eval on `app`; imported last because it builds on the names above.
+import ggroute.cli.routing_commands  # noqa: E402, F401

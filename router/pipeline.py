@@ -12,6 +12,7 @@ from ggroute.models.config import LoadedConfig
 from ggroute.models.generate import Generation, RequestOptions, validate_task
 from ggroute.models.metrics import RequestLog
 from ggroute.models.pool import ModelPool
+from ggroute.router.routing import RouteOutcome, Router
 
 
 class Pipeline:
@@ -20,6 +21,26 @@ class Pipeline:
         self.catalog = ModelCatalog(loaded)
         self.pool = ModelPool(self.catalog)
         self.log = RequestLog(loaded.log_path)
+        self.router = Router(loaded.config.router, self.pool)
+
+    def route(self, task: str, forced_route: str | None = None) -> RouteOutcome:
+        return self.router.decide(validate_task(task), forced_route)
+
+    @contextmanager
+    def run(
+        self,
+        task: str,
+        options: RequestOptions | None = None,
+        *,
+        forced_route: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[tuple[RouteOutcome, Generation]]:
+        """Route the task, then generate on the route's model; the log line carries the route fields."""
+        started = time.perf_counter()
+        outcome = self.route(task, forced_route)
+        with self.generate(outcome.model, task, options, cancel=cancel, started=started,
+                           log_extra=outcome.log_fields()) as generation:
+            yield outcome, generation
 
     @contextmanager
     def generate(

@@ -1,0 +1,144 @@
+"""The route decision: one forward pass of the router model, no free text generated.
+
+The prompt is a fixed instruction with the route descriptions and few-shot examples (the prefix), then the task,
+then "Category:". The next-token logits of each route's label token are read and softmaxed over those labels
+only. The prefix's KV state is computed once and reused for every later task (common-prefix reuse in the
+llama.cpp context). Probabilities are calibrated against content-free inputs (contextual calibration): the
+router's bias toward a label with no task at all is divided out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ggroute.models.config import RouterConfig
+from ggroute.models.engine import LoadedModel
+from ggroute.models.errors import ConfigError, PromptTooLongError, UsageError
+
+_CONTENT_FREE = ("N/A", "", "[task]")
+_ELISION = " [...] "
+
+
+@dataclass(frozen=True)
+class Decision:
+    route: str
+    confidence: float
+    probabilities: dict[str, float]
+    raw_probabilities: dict[str, float]
+    latency_ms: float
+    task_tokens: int
+    truncated: bool
+    evaluated_tokens: int  # tokens run through the model for this decision (the rest came from the KV cache)
+
+
+def build_prefix(router: RouterConfig) -> str:
+    lines = ["Classify each programming task into exactly one category.", "", "Categories:"]
+    for name, route in router.routes.items():
+        lines.append(f"- {name}: {route.description}")
+    lines.append("")
+    examples = _interleave({name: route.examples for name, route in router.routes.items()})
+    for name, example in examples:
+        lines += [f"Task: {' '.join(example.split())}", f"Category: {name}", ""]
+    return "\n".join(lines) + "Task:"
+
+
+def _interleave(by_route: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """Alternate routes so that no label dominates the most recent examples."""
+    out: list[tuple[str, str]] = []
+    longest = max((len(v) for v in by_route.values()), default=0)
+    for i in range(longest):
+        for name, examples in by_route.items():
+            if i < len(examples):
+                out.append((name, examples[i]))
+    return out
+
+
+class RouteClassifier:
+    def __init__(self, model: LoadedModel, router: RouterConfig) -> None:
+        self.model = model
+        self.router = router
+        self.routes = list(router.routes)
+        self.prefix_tokens = model.tokenize(build_prefix(router), add_bos=True, special=False)
+        self.suffix_tokens = model.tokenize("\nCategory:", add_bos=False, special=False)
+        self.elision_tokens = model.tokenize(_ELISION, add_bos=False, special=False)
+        self.label_tokens = self._label_tokens()
+        budget = model.spec.settings.context_size - len(self.prefix_tokens) - len(self.suffix_tokens) - 1
+        if budget < 16:
+            raise PromptTooLongError(model.name, len(self.prefix_tokens) + 16, model.spec.settings.context_size)
+        self.task_budget = budget
+        self.bias = self._content_free_bias()
+
+    def _label_tokens(self) -> list[int]:
+        firsts: dict[int, str] = {}
+        for name in self.routes:
+            token = self.model.tokenize(" " + name, add_bos=False, special=False)[0]
+            if token in firsts:
+                raise ConfigError(
+                    f"routes '{firsts[token]}' and '{name}' begin with the same token for the router model: "
+                    "rename one so their first words differ"
+                )
+            firsts[token] = name
+        return list(firsts)
+
+    def _task_tokens(self, task: str) -> tuple[list[int], bool]:
+        tokens = self.model.tokenize(" " + " ".join(task.split()), add_bos=False, special=False)
+        if len(tokens) <= self.task_budget:
+            return tokens, False
+        keep = self.task_budget - len(self.elision_tokens)
+        head = keep * 2 // 3
+        return tokens[:head] + self.elision_tokens + tokens[len(tokens) - (keep - head) :], True
+
+    def _label_logits(self, task_tokens: list[int]) -> tuple[np.ndarray, int]:
+        import llama_cpp
+
+        llama = self.model.llama
+        tokens = self.prefix_tokens + task_tokens + self.suffix_tokens
+        cached = llama.input_ids[: llama.n_tokens]
+        common = 0
+        limit = min(len(cached), len(tokens) - 1)  # evaluate at least one token for fresh logits
+        while common < limit and cached[common] == tokens[common]:
+            common += 1
+        llama.n_tokens = common  # eval() drops the KV cells from here on
+        llama.eval(tokens[common:])
+        pointer = llama_cpp.llama_get_logits_ith(llama.ctx, -1)
+        logits = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(llama.n_vocab(),))
+        return logits[self.label_tokens].astype(np.float64), len(tokens) - common
+
+    def _content_free_bias(self) -> np.ndarray:
+        probs = [_softmax(self._label_logits(self._task_tokens(text)[0])[0]) for text in _CONTENT_FREE]
+        return np.mean(probs, axis=0)
+
+    def decide(self, task: str) -> Decision:
+        if not task.strip():
+            raise UsageError("the task is empty: nothing to route")
+        started = time.perf_counter()
+        task_tokens, truncated = self._task_tokens(task)
+        with self.model.lock:
+            logits, evaluated = self._label_logits(task_tokens)
+        raw = _softmax(logits)
+        calibrated = raw / self.bias
+        calibrated /= calibrated.sum()
+        best = int(np.argmax(calibrated))
+        return Decision(
+            route=self.routes[best],
+            confidence=float(calibrated[best]),
+            probabilities={r: round(float(p), 4) for r, p in zip(self.routes, calibrated, strict=True)},
+            raw_probabilities={r: round(float(p), 4) for r, p in zip(self.routes, raw, strict=True)},
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            task_tokens=len(task_tokens),
+            truncated=truncated,
+            evaluated_tokens=evaluated,
+        )
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max())
+    total = shifted.sum()
+    if not math.isfinite(total) or total <= 0:
+        return np.full(len(logits), 1 / len(logits))
+    return shifted / total

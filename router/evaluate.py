@@ -1,0 +1,91 @@
+"""Measure routing on a labeled JSONL file: accuracy, per-route precision/recall, confusion, latency."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ggroute.models.errors import UsageError
+from ggroute.router.routing import Router
+
+
+class LabeledTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: str = Field(min_length=1)
+    route: str
+
+
+def read_labeled(path: Path, known_routes: list[str]) -> list[LabeledTask]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    rows: list[LabeledTask] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = LabeledTask.model_validate(json.loads(line))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise UsageError(f"{path}:{number}: not a {{\"task\", \"route\"}} object: {exc}") from None
+        if row.route not in known_routes:
+            raise UsageError(f"{path}:{number}: route '{row.route}' is not one of {', '.join(known_routes)}")
+        rows.append(row)
+    if not rows:
+        raise UsageError(f"{path}: no labeled tasks")
+    return rows
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class RoutingReport:
+    n: int
+    accuracy: float
+    fallbacks: int
+    latency_ms: dict[str, float]
+    per_route: dict[str, dict[str, float]]
+    confusion: dict[str, dict[str, int]]  # expected -> predicted -> count
+    misses: list[dict[str, object]]
+
+    def as_dict(self) -> dict[str, object]:
+        return self.__dict__.copy()
+
+
+def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
+    routes = list(router.require_config().routes)
+    confusion = {e: {p: 0 for p in routes} for e in routes}
+    latencies: list[float] = []
+    fallbacks = 0
+    misses: list[dict[str, object]] = []
+    for index, row in enumerate(rows):
+        outcome = router.decide(row.task)
+        confusion[row.route][outcome.route] += 1
+        if index > 0:  # the first decision also builds the cached prefix
+            latencies.append(outcome.latency_ms)
+        if outcome.reason != "classified":
+            fallbacks += 1
+        if outcome.route != row.route:
+            misses.append({"task": row.task[:200], "expected": row.route, "got": outcome.route,
+                           "confidence": outcome.confidence, "reason": outcome.reason})
+    correct = sum(confusion[r][r] for r in routes)
+    per_route = {}
+    for r in routes:
+        predicted = sum(confusion[e][r] for e in routes)
+        actual = sum(confusion[r].values())
+        per_route[r] = {
+            "precision": round(confusion[r][r] / predicted, 4) if predicted else 0.0,
+            "recall": round(confusion[r][r] / actual, 4) if actual else 0.0,
+            "support": actual,
+        }
+    latency = {"p50": round(statistics.median(latencies), 2) if latencies else 0.0,
+               "p95": round(percentile(latencies, 0.95), 2) if latencies else 0.0}
+    return RoutingReport(len(rows), round(correct / len(rows), 4), fallbacks, latency, per_route, confusion, misses)

@@ -1,0 +1,108 @@
+"""Route a task: ask the classifier, or fall back to default_route and say why. Never a silent fallback."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ggroute.models.config import RouterConfig
+from ggroute.models.errors import (
+    ConfigError,
+    GgrouteError,
+    ModelFileError,
+    ModelLoadError,
+    OverBudgetError,
+    PoolBusyError,
+    UsageError,
+)
+from ggroute.models.pool import ModelPool
+from ggroute.router.classify import Decision, RouteClassifier
+
+_ROUTER_UNAVAILABLE = (ModelFileError, ModelLoadError, OverBudgetError, PoolBusyError)
+
+
+@dataclass(frozen=True)
+class RouteOutcome:
+    route: str
+    model: str
+    confidence: float | None  # None when the router did not decide (forced or fell back before scoring)
+    reason: str  # "classified", "forced by --route", or why default_route was used
+    latency_ms: float
+    probabilities: dict[str, float] = field(default_factory=dict)
+    truncated: bool = False
+    evaluated_tokens: int = 0
+
+    def log_fields(self) -> dict[str, object]:
+        return {"route": self.route, "confidence": self.confidence, "reason": self.reason,
+                "route_latency_ms": self.latency_ms}
+
+
+class _RouterTimeout(GgrouteError):
+    pass
+
+
+class Router:
+    def __init__(self, router: RouterConfig | None, pool: ModelPool) -> None:
+        self.config = router
+        self.pool = pool
+        self._classifier: RouteClassifier | None = None
+
+    def require_config(self) -> RouterConfig:
+        if self.config is None:
+            raise ConfigError(
+                "config has no `router` section: add one (see docs/routing.md) or pick a model with "
+                "`ggroute generate --model NAME`"
+            )
+        return self.config
+
+    def check_route(self, name: str) -> str:
+        routes = self.require_config().routes
+        if name not in routes:
+            raise UsageError(f"unknown route '{name}': the routes are {', '.join(routes)}")
+        return name
+
+    def decide(self, task: str, forced_route: str | None = None) -> RouteOutcome:
+        config = self.require_config()
+        started = time.perf_counter()
+        if not task.strip():
+            raise UsageError("the task is empty: nothing to route")
+        if forced_route is not None:
+            route = self.check_route(forced_route)
+            return RouteOutcome(route, config.routes[route].model, None, "forced by --route", 0.0)
+        try:
+            decision = self._classify(task, started)
+        except _ROUTER_UNAVAILABLE as exc:
+            return self._fallback(f"router model unavailable: {exc}", started)
+        except _RouterTimeout as exc:
+            return self._fallback(str(exc), started)
+        route = decision.route
+        reason = "classified"
+        if decision.confidence < config.min_confidence:
+            reason = (f"confidence {decision.confidence:.2f} for '{route}' is below min_confidence "
+                      f"{config.min_confidence}: using default_route")
+            route = config.default_route
+        return RouteOutcome(route, config.routes[route].model, round(decision.confidence, 4), reason,
+                            decision.latency_ms, decision.probabilities, decision.truncated,
+                            decision.evaluated_tokens)
+
+    def _fallback(self, why: str, started: float) -> RouteOutcome:
+        config = self.require_config()
+        route = config.default_route
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        return RouteOutcome(route, config.routes[route].model, None, f"{why}; used default_route '{route}'", latency)
+
+    def _classify(self, task: str, started: float) -> Decision:
+        config = self.require_config()
+        with self.pool.acquire(config.model) as lease:
+            model = lease.model
+            timeout_s = model.spec.settings.timeout_s
+            deadline = started + timeout_s
+            try:
+                with model.abortable(lambda: time.perf_counter() > deadline):
+                    if self._classifier is None or self._classifier.model is not model:
+                        self._classifier = RouteClassifier(model, config)
+                    return self._classifier.decide(task)
+            except RuntimeError as exc:  # llama_decode aborted by the deadline, or failed
+                if time.perf_counter() > deadline:
+                    raise _RouterTimeout(f"router timed out after {timeout_s} s") from exc
+                raise ModelLoadError(f"router model failed: {exc}") from exc

@@ -1,0 +1,103 @@
+"""Shared fixtures: isolated environment, small test config, a session-wide loaded SmolLM2.
+
+Tests never touch the user's files: every GGROUTE_* variable is cleared, XDG_STATE_HOME (the default request
+log folder) points at the test's tmp_path, and assembled models go to one fixed cache folder under the system
+temp dir, so Gemma is assembled once per machine rather than once per session.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ggroute.models.config import GEMMA3_PATH, SMOLLM2_PATH, load_config
+from ggroute.models.locate import CACHE_ENV
+
+TEST_CACHE_DIR = Path(tempfile.gettempdir()) / "ggroute-test-cache"
+
+# Small, fast settings for the two real models. n_threads is 1 on purpose: the test machines share 2 cores
+# with other work, and llama.cpp's worker threads spin-wait on each other, so with 2 threads a busy neighbour
+# makes a 30-token request take a minute or more (measured); one thread keeps requests at about a second.
+SMALL_CONFIG: dict[str, object] = {
+    "models": {
+        "coder": {
+            "path": SMOLLM2_PATH,
+            "context_size": 1024,
+            "max_tokens": 32,
+            "temperature": 0,
+            "n_threads": 1,
+        },
+        "algorithm": {
+            "path": GEMMA3_PATH,
+            "context_size": 1024,
+            "max_tokens": 16,
+            "temperature": 0,
+            "n_threads": 1,
+            "completion_template": "Write Python code for: {task}\n\nCode:\n```python\n",
+        },
+    },
+    "memory_budget_mb": 8000,
+    "log_file": "requests.jsonl",  # relative: lands next to the config file, i.e. inside tmp_path
+}
+
+
+def small_config(**top_level: object) -> dict[str, object]:
+    """A fresh deep copy of SMALL_CONFIG with top-level keys replaced."""
+    data = copy.deepcopy(SMALL_CONFIG)
+    data.update(top_level)
+    return data
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache_dir() -> Iterator[Path]:
+    """Session and module fixtures are set up before function ones: give them the cache folder too."""
+    TEST_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(TEST_CACHE_DIR))
+        yield TEST_CACHE_DIR
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("GGROUTE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv(CACHE_ENV, str(TEST_CACHE_DIR))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+@pytest.fixture
+def test_config() -> dict[str, object]:
+    """A fresh copy of the small test config, free to modify."""
+    return small_config()
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """write_config(data, name="config.json") writes `data` as JSON into tmp_path and returns the path."""
+
+    def write(data: dict[str, object], name: str = "config.json") -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 (LoadedModel, imported lazily)
+    """SmolLM2 loaded once per session as the test config's `coder` (context 1024, max_tokens 32, greedy)."""
+    from ggroute.models.catalog import ModelCatalog
+    from ggroute.models.engine import load_model
+
+    path = tmp_path_factory.mktemp("smollm2") / "config.json"
+    path.write_text(json.dumps(SMALL_CONFIG), encoding="utf-8")
+    model = load_model(ModelCatalog(load_config(path)).spec("coder"))
+    yield model
+    model.close()
