@@ -17,6 +17,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ggroute.cli import render
 from ggroute.models.config import LoadedConfig, load_config
@@ -43,7 +44,7 @@ T = TypeVar("T")
 
 def fail(exc: GgrouteError) -> typer.Exit:
     code = EXIT_USAGE if isinstance(exc, ConfigError | UsageError) else EXIT_RUNTIME
-    err.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -124,7 +125,7 @@ def models(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             table.add_column(col)
         for r in rows:
             if "error" in r:
-                table.add_row(str(r["name"]), f"[red]{r['error']}[/]", "", "", "", "", "no")
+                table.add_row(str(r["name"]), f"[red]{escape(str(r['error']))}[/]", "", "", "", "", "no")
                 continue
             table.add_row(str(r["name"]), Path(str(r["file"])).name, render.mb(int(r["size_bytes"])),
                           str(r["quantization"]), str(r["context_size"]), render.mb(int(r["estimate_bytes"])), "no")
@@ -164,6 +165,14 @@ def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> No
         raise typer.Exit(EXIT_RUNTIME)
 
 
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the config.json field reference as Markdown (generated from the schema)."""
+    from ggroute.models.config_docs import markdown_reference
+
+    sys.stdout.write(markdown_reference())
+
+
 @app.command()
 def generate(
     task: Annotated[str, typer.Argument(help="The task text, or '-' to read it from stdin.")],
@@ -185,7 +194,7 @@ def generate(
     if as_json:
         emit_json(generation_payload(result))
     else:
-        err.print(f"[dim]{render.footer(result)}[/]")
+        err.print(f"[dim]{escape(render.footer(result))}[/]")
         if verbose:
             render.verbose_report(err, result)
     exit_for(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ggroute.models.catalog import BudgetPlan
@@ -39,13 +40,13 @@ def footer(result: GenerationResult) -> str:
 
 def verbose_report(console: Console, result: GenerationResult) -> None:
     limits = result.limits
-    console.print(f"[dim]prompt preview:[/] {result.prompt_preview!r}")
+    console.print(f"[dim]prompt preview:[/] {escape(repr(result.prompt_preview))}")
     console.print(
         f"[dim]limits:[/] max_tokens={limits.max_tokens} timeout_s={limits.timeout_s} "
-        f"context_size={limits.context_size} stop={limits.stop}"
+        f"context_size={limits.context_size} stop={escape(repr(limits.stop))}"
     )
     console.print(f"[dim]timings:[/] {result.timings.model_dump()}")
-    console.print(f"[dim]output preview:[/] {result.text[:200]!r}")
+    console.print(f"[dim]output preview:[/] {escape(repr(result.text[:200]))}")
 
 
 def plan_table(plan: BudgetPlan, files: dict[str, str]) -> Table:

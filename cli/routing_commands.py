@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ggroute.cli import render
@@ -57,7 +58,7 @@ def route(task: Annotated[str, typer.Argument(help="The task text, or '-' for st
     if as_json:
         emit_json(dataclasses.asdict(outcome))
         return
-    out.print(_header(outcome))
+    out.print(escape(_header(outcome)))
     for name, p in sorted(outcome.probabilities.items(), key=lambda kv: -kv[1]):
         out.print(f"  {name:<12} {p:.3f}")
 
@@ -82,7 +83,7 @@ def run(
         def _go():  # noqa: ANN202
             with pipeline.run(text, options, forced_route=route_name, cancel=cancel) as (outcome, generation):
                 if not as_json:
-                    err.print(f"[bold]{_header(outcome)}[/]")
+                    err.print(f"[bold]{escape(_header(outcome))}[/]")
                 for piece in generation:
                     if not as_json:
                         sys.stdout.write(piece)
@@ -97,7 +98,7 @@ def run(
                    "reason": outcome.reason, "route_latency_ms": outcome.latency_ms,
                    "probabilities": outcome.probabilities})
     else:
-        err.print(f"[dim]{render.footer(result)}[/]")
+        err.print(f"[dim]{escape(render.footer(result))}[/]")
         if verbose:
             render.verbose_report(err, result)
     exit_for(result)

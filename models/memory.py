@@ -17,9 +17,12 @@ from ggroute.models.gguf_info import GGUFInfo
 KV_ELEMENT_BYTES = 2  # llama.cpp's default KV cache type is f16
 KV_TABLE_CONTEXTS = (2048, 4096, 8192, 16384, 32768)
 _CELL_PAD = 256  # llama.cpp pads the KV cache to a multiple of 256 cells
-_BASE_OVERHEAD = 16 * 1024 * 1024  # llama.cpp context, threads, buffers that do not scale
-_VOCAB_BYTES_PER_TOKEN = 160  # token text, scores and lookup maps kept by llama.cpp's vocabulary
-_ACTIVATION_BYTES_PER_EMBD = 24  # per batch token and embedding dimension, measured
+# Fitted to resident memory after a context-filling request (benchmarks/memory_estimate.py), rounded up so
+# that the estimate errs on the high side.
+_BASE_OVERHEAD = 20 * 1024 * 1024  # llama.cpp context, threads, buffers that do not scale
+_VOCAB_BYTES_PER_TOKEN = 300  # token text, scores and lookup maps kept by llama.cpp's vocabulary
+_ACTIVATION_BYTES_PER_EMBD = 24  # per batch token and embedding dimension
+_ATTENTION_BYTES = 6  # per batch token x KV cell x (heads + 1): scores, softmax and masks, as allocated
 
 
 def _pad(n: int, to: int) -> int:
@@ -40,7 +43,7 @@ def kv_cache_bytes(info: GGUFInfo, context_size: int, *, n_ubatch: int = 512, sw
 
 
 def compute_bytes(info: GGUFInfo, context_size: int, n_ubatch: int) -> int:
-    attention = n_ubatch * _pad(context_size, _CELL_PAD) * (info.n_head + 1) * 4
+    attention = n_ubatch * _pad(context_size, _CELL_PAD) * (info.n_head + 1) * _ATTENTION_BYTES
     activations = n_ubatch * info.n_embd * _ACTIVATION_BYTES_PER_EMBD
     vocabulary = info.n_vocab * _VOCAB_BYTES_PER_TOKEN
     return _BASE_OVERHEAD + attention + activations + vocabulary

@@ -1,0 +1,43 @@
+"""The config.json field reference as Markdown, generated from the pydantic schema (docs/config.md embeds it)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from ggroute.models.config import AppConfig, ModelConfig, RouteConfig, RouterConfig
+
+SECTIONS: list[tuple[str, type[BaseModel]]] = [
+    ("Top level", AppConfig),
+    ("`models.NAME`", ModelConfig),
+    ("`router`", RouterConfig),
+    ("`router.routes.NAME`", RouteConfig),
+]
+
+
+def _default(field) -> str:  # noqa: ANN001 - pydantic FieldInfo
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "required"
+    value = field.default_factory() if field.default_factory is not None else field.default
+    return f"`{value!r}`" if value is not None else "unset"
+
+
+def _constraints(field) -> str:  # noqa: ANN001
+    parts = []
+    for meta in field.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "min length")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                parts.append(f"{sign} {value}")
+    return ", ".join(parts)
+
+
+def markdown_reference() -> str:
+    out: list[str] = []
+    for title, model in SECTIONS:
+        out += [f"### {title}", "", "| field | default | constraints | description |", "|---|---|---|---|"]
+        for name, field in model.model_fields.items():
+            description = (field.description or "").replace("|", "\\|")
+            out.append(f"| `{name}` | {_default(field)} | {_constraints(field)} | {description} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,230 @@
+"""Generation on the real models at temperature 0: limits, stops, timeout/abort, streaming, honest figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import llama_cpp
+import pytest
+
+from ggroute.models.catalog import ModelCatalog
+from ggroute.models.config import load_config
+from ggroute.models.engine import LoadedModel, load_model
+from ggroute.models.errors import ConfigError, PromptTooLongError, UsageError
+from ggroute.models.generate import Generation, RequestOptions
+from ggroute.models.metrics import GenerationResult
+from ggroute.models.prompt import prepare_prompt
+from tests.conftest import small_config
+
+COLORS = "Name three colors."
+COLORS_ANSWER = "1. Red\n2. Blue\n3. Green"  # SmolLM2's greedy answer: 11 tokens, then <|im_end|>
+ADD = "Write a Python function that adds two numbers."
+# ~800 prompt tokens: several seconds of prompt processing on one thread, still inside context_size 1024.
+LONG_TASK = "Summarize the following notes. " + " ".join(
+    f"Note {i}: the value of item {i} is {i * 7}." for i in range(45)
+)
+
+
+def run(model: LoadedModel, task: str, **options: object) -> tuple[GenerationResult, list[str]]:
+    generation = Generation(model, task, RequestOptions(**options))  # type: ignore[arg-type]
+    pieces = list(generation)
+    assert generation.result is not None
+    assert "".join(pieces) == generation.result.text  # streaming and the final text always agree
+    return generation.result, pieces
+
+
+def _load_variant(tmp_path_factory: pytest.TempPathFactory, name: str, **settings: object) -> LoadedModel:
+    data = small_config()
+    data["models"][name].update(settings)  # type: ignore[index]
+    path = tmp_path_factory.mktemp(f"{name}-variant") / "config.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return load_model(ModelCatalog(load_config(path)).spec(name))
+
+
+@pytest.fixture(scope="module")
+def smollm2_with_stop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedModel]:
+    model = _load_variant(tmp_path_factory, "coder", stop=["\n```"], max_tokens=40)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedModel]:
+    model = _load_variant(tmp_path_factory, "algorithm")
+    yield model
+    model.close()
+
+
+def test_max_tokens_ends_with_length(smollm2: LoadedModel) -> None:
+    result, pieces = run(smollm2, ADD, max_tokens=5)
+    assert result.finish_reason == "length"
+    assert result.usage.completion_tokens == 5
+    assert result.limits.max_tokens == 5
+    assert result.text.startswith("```")
+    assert pieces
+
+
+def test_natural_stop(smollm2: LoadedModel) -> None:
+    result, _ = run(smollm2, COLORS)
+    assert result.finish_reason == "stop"
+    assert result.text == COLORS_ANSWER
+    assert result.usage.completion_tokens == 11 < result.limits.max_tokens == 32
+    assert result.limits.stop == ["<|im_end|>"]  # the chat template's EOS text
+    assert result.model == "coder"
+
+
+@pytest.mark.parametrize(("max_tokens", "finish", "completion"), [(10, "length", 10), (11, "length", 11),
+                                                                  (12, "stop", 11)])
+def test_completion_tokens_equal_max_tokens_only_when_length(
+    smollm2: LoadedModel, max_tokens: int, finish: str, completion: int
+) -> None:
+    # The answer is 11 tokens: at max_tokens 11 the limit is reached before the model can say it is done.
+    result, _ = run(smollm2, COLORS, max_tokens=max_tokens)
+    assert (result.finish_reason, result.usage.completion_tokens) == (finish, completion)
+    if result.usage.completion_tokens == max_tokens:
+        assert result.finish_reason == "length"
+
+
+def test_config_stop_string_truncates_text(smollm2: LoadedModel, smollm2_with_stop: LoadedModel) -> None:
+    plain, _ = run(smollm2, ADD, max_tokens=40)
+    assert plain.finish_reason == "length"
+    assert "\n```" in plain.text  # without the stop string the model writes past the code block
+    result, pieces = run(smollm2_with_stop, ADD)
+    assert result.finish_reason == "stop"
+    assert result.text == plain.text[: plain.text.index("\n```")]
+    assert result.text == "```python\ndef add_numbers(num1, num2):\n    return num1 + num2"
+    assert result.usage.completion_tokens < 40
+    assert result.limits.stop == ["\n```", "<|im_end|>"]
+    # run() checked that the streamed pieces join to exactly this text: no part of the stop string leaked.
+    assert len(pieces) > 1
+
+
+def test_timeout_before_prompt_processing_leaves_model_usable(smollm2: LoadedModel) -> None:
+    before, _ = run(smollm2, COLORS)
+    result, pieces = run(smollm2, LONG_TASK, timeout_s=0.001)
+    assert result.finish_reason == "timeout"
+    assert result.usage.completion_tokens == 0
+    assert result.text == "" and pieces == []
+    assert result.limits.timeout_s == 0.001
+    after, _ = run(smollm2, COLORS)
+    assert (after.text, after.finish_reason) == (before.text, "stop")
+
+
+def test_timeout_aborts_prompt_processing_and_model_stays_usable(smollm2: LoadedModel) -> None:
+    before, _ = run(smollm2, COLORS)
+    result, _ = run(smollm2, LONG_TASK, timeout_s=0.2)
+    assert result.finish_reason == "timeout"
+    # The abort callback stopped llama.cpp inside the prompt: no token was ever sampled. (Without it the
+    # whole ~800-token prompt would be processed and one token sampled before the deadline is noticed.)
+    assert result.timings.time_to_first_token_s is None
+    assert result.usage.completion_tokens == 0
+    assert result.usage.prompt_tokens > 700
+    assert smollm2.llama.n_tokens < result.usage.prompt_tokens
+    after, _ = run(smollm2, COLORS)
+    assert (after.text, after.finish_reason, after.usage.completion_tokens) == (before.text, "stop", 11)
+
+
+def test_cancel_stops_mid_stream(smollm2: LoadedModel) -> None:
+    cancel = threading.Event()
+    generation = Generation(smollm2, ADD, RequestOptions(max_tokens=32), cancel=cancel)
+    pieces = []
+    for piece in generation:
+        pieces.append(piece)
+        cancel.set()
+    result = generation.result
+    assert result is not None
+    assert result.finish_reason == "cancelled"
+    assert 1 <= result.usage.completion_tokens < 32
+    assert "".join(pieces) == result.text
+
+
+def test_cancel_before_start(smollm2: LoadedModel) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    result = Generation(smollm2, COLORS, cancel=cancel).run()
+    assert (result.finish_reason, result.text, result.usage.completion_tokens) == ("cancelled", "", 0)
+
+
+def test_prompt_over_context(smollm2: LoadedModel) -> None:
+    task = " ".join(f"w{i}" for i in range(1500))
+    prompt_tokens = len(prepare_prompt(smollm2, task).tokens)
+    assert prompt_tokens > 3000
+    with pytest.raises(PromptTooLongError) as info:
+        Generation(smollm2, task)
+    message = str(info.value)
+    assert f"prompt is {prompt_tokens} tokens" in message
+    assert "context_size 1024" in message
+    assert (info.value.prompt_tokens, info.value.context_size) == (prompt_tokens, 1024)
+
+
+@pytest.mark.parametrize("task", ["", "   \n\t"])
+def test_empty_task(smollm2: LoadedModel, task: str) -> None:
+    with pytest.raises(UsageError, match="empty"):
+        Generation(smollm2, task)
+
+
+def test_streamed_multibyte_text_is_whole(smollm2: LoadedModel) -> None:
+    result, pieces = run(smollm2, "What is the capital of France?")
+    assert len(pieces) > 1
+    assert "É" in result.text  # greedy answer starts "L'Étoile": a 2-byte character split across tokens
+    assert "\ufffd" not in result.text
+
+
+def test_repeated_request_reuses_prompt_cache_and_reports_timings(smollm2: LoadedModel) -> None:
+    task = "List two fruits."
+    llama_cpp.llama_perf_context_reset(smollm2.llama.ctx)
+    first, _ = run(smollm2, task)
+    evaluated = first.usage.prompt_tokens - first.usage.cached_prompt_tokens
+    assert evaluated > 1
+    # Independent check of the cached/evaluated split: llama.cpp's own count of prompt tokens it decoded.
+    assert llama_cpp.llama_perf_context(smollm2.llama.ctx).n_p_eval == evaluated
+
+    second, _ = run(smollm2, task)
+    assert second.text == first.text
+    assert second.usage.prompt_tokens == first.usage.prompt_tokens
+    # All but the last prompt token come from the KV cache (llama-cpp-python re-evaluates one for fresh logits).
+    assert second.usage.cached_prompt_tokens == second.usage.prompt_tokens - 1 > 0
+    t = second.timings
+    assert t.load_s is None
+    assert t.prefill_tokens_per_s is not None and t.prefill_tokens_per_s > 0
+    assert t.decode_tokens_per_s is not None and t.decode_tokens_per_s > 0
+    assert t.time_to_first_token_s is not None and 0 < t.time_to_first_token_s <= t.wall_s
+    assert t.prefill_s > 0 and t.decode_s > 0
+    assert t.prefill_s + t.decode_s <= t.wall_s + 1e-3
+
+
+def test_load_time_is_reported_when_given(smollm2: LoadedModel) -> None:
+    result = Generation(smollm2, COLORS, load_s=1.23456).run()
+    assert result.timings.load_s == 1.2346
+
+
+def test_gemma_completion_template(gemma: LoadedModel) -> None:
+    result, pieces = run(gemma, "reverse a string")
+    assert result.model == "algorithm"
+    assert result.prompt_preview == "Write Python code for: reverse a string\n\nCode:\n```python\n"
+    assert result.text.strip()
+    assert result.text.startswith("def reverse_string(")
+    assert result.limits.stop == []  # completion prompts add no template stop
+    assert result.finish_reason in ("stop", "length")
+    assert result.usage.completion_tokens <= 16
+    tokens = prepare_prompt(gemma, "reverse a string").tokens
+    assert tokens[0] == gemma.llama.token_bos()
+    assert tokens.count(gemma.llama.token_bos()) == 1
+
+
+def test_chat_format_on_model_without_template_is_config_error(gemma: LoadedModel) -> None:
+    settings = gemma.spec.settings.model_copy(update={"prompt_format": "chat"})
+    as_chat = LoadedModel(dataclasses.replace(gemma.spec, settings=settings), gemma.llama, 0.0)  # not closed:
+    with pytest.raises(ConfigError, match="no chat template"):  # it borrows the fixture's llama
+        Generation(as_chat, "reverse a string")
+
+
+def test_session_model_settings(smollm2: LoadedModel) -> None:
+    spec = smollm2.spec
+    assert (spec.name, spec.settings.context_size, spec.settings.max_tokens) == ("coder", 1024, 32)
+    assert smollm2.llama.n_ctx() == 1024
+    assert Path(spec.path).name == "SmolLM2-135M-Instruct.Q4_1.gguf"
