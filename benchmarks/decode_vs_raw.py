@@ -40,7 +40,8 @@ def through_raw(model: LoadedModel, max_tokens: int, stop: list[str]) -> tuple[f
     for _chunk in llama.create_completion(tokens, max_tokens=max_tokens, temperature=settings.temperature,
                                           top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0,
                                           stop=stop or None, stream=True):
-        stamps.append(time.perf_counter())
+        if _chunk["choices"][0]["finish_reason"] is None:  # the closing chunk carries no token
+            stamps.append(time.perf_counter())
     decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
     prefill = len(tokens) / (stamps[0] - started) if stamps else 0.0
     return decode, prefill, len(stamps)
@@ -65,7 +66,7 @@ def main() -> None:
             a = through_ggroute(model, args.max_tokens)
             b = through_raw(model, args.max_tokens, stop)
             rows.append({"pair": i, "ggroute_decode": a[0], "raw_decode": b[0], "ggroute_prefill": a[1],
-                         "raw_prefill": b[1], "ggroute_tokens": a[2], "raw_chunks": b[2]})
+                         "raw_prefill": b[1], "ggroute_tokens": a[2], "raw_tokens": b[2]})
             print(json.dumps(rows[-1]))
     finally:
         model.close()

@@ -4,7 +4,7 @@ Each model runs in a fresh subprocess: RSS before loading, then load it and run 
 the context (minus 32 tokens to generate), which touches the KV cache and the compute buffers the way a
 worst-case request does; then RSS again. Prints estimate, measured growth and their ratio.
 
-    python benchmarks/memory_estimate.py [--config config.json] [MODEL ...]
+    python benchmarks/memory_estimate.py [--config config.json] [--set models.coder.context_size=1024 ...] [MODEL ...]
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ import subprocess
 import sys
 
 import psutil
+from _overrides import load_with_overrides
 
 from ggroute.models.catalog import ModelCatalog
-from ggroute.models.config import load_config
 
 GENERATE = 32
 
 
-def measure_one(config: str | None, name: str) -> dict[str, object]:
+def measure_one(config: str | None, overrides: list[str], name: str) -> dict[str, object]:
     from ggroute.models.engine import load_model
 
-    catalog = ModelCatalog(load_config(config))
+    catalog = ModelCatalog(load_with_overrides(config, overrides))
     spec = catalog.spec(name)
     process = psutil.Process()
     before = process.memory_info().rss
@@ -61,14 +61,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*")
     parser.add_argument("--config", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="dotted.key=JSON value")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure_one(args.config, args.child)))
+        print(json.dumps(measure_one(args.config, args.overrides, args.child)))
         return
-    names = args.models or ModelCatalog(load_config(args.config)).names
+    names = args.models or ModelCatalog(load_with_overrides(args.config, args.overrides)).names
     for name in names:
         command = [sys.executable, __file__, "--child", name] + (["--config", args.config] if args.config else [])
+        command += [f"--set={item}" for item in args.overrides]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             print(json.dumps({"model": name, "error": done.stderr.strip()[-500:]}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -105,8 +106,12 @@ def run(
 
 
 @eval_app.command("routing")
-def eval_routing(file: Annotated[Path, typer.Argument(help="JSONL of {\"task\": ..., \"route\": ...} lines.")],
-                 config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def eval_routing(
+    file: Annotated[Path, typer.Argument(help="JSONL of {\"task\": ..., \"route\": ...} lines.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    fit: Annotated[bool, typer.Option("--fit", help="Also fit router.calibration on this file and print it.")] = False,
+) -> None:
     """Accuracy, per-route precision and recall, confusion matrix, fallbacks and latency on a labeled file."""
     from ggroute.router.evaluate import evaluate_routing, read_labeled
 
@@ -114,8 +119,11 @@ def eval_routing(file: Annotated[Path, typer.Argument(help="JSONL of {\"task\": 
         routes = list(pipeline.router.require_config().routes)
         rows = guarded(lambda: read_labeled(file, routes))
         report = guarded(lambda: evaluate_routing(pipeline.router, rows))
+    payload = report.as_dict()
+    if fit:
+        payload["fit"] = guarded(lambda: _fit(report, routes))
     if as_json:
-        emit_json(report.as_dict())
+        emit_json(payload)
         return
     out.print(f"n={report.n} accuracy={report.accuracy:.3f} fallbacks={report.fallbacks} "
               f"latency p50={report.latency_ms['p50']:.1f} ms p95={report.latency_ms['p95']:.1f} ms")
@@ -129,3 +137,24 @@ def eval_routing(file: Annotated[Path, typer.Argument(help="JSONL of {\"task\": 
         table.add_row(r, *(str(report.confusion[r][p]) for p in routes),
                       f"{report.per_route[r]['precision']:.3f}", f"{report.per_route[r]['recall']:.3f}")
     out.print(table)
+    if fit:
+        out.print(f"calibration fitted on {report.n} tasks (accuracy on the same tasks "
+                  f"{payload['fit']['accuracy_in_sample']:.3f}); check it on other tasks, then put this in "
+                  "config.json under router:")
+        out.print(escape(json.dumps({"calibration": payload["fit"]["calibration"]})))
+
+
+def _fit(report, routes: list[str]) -> dict[str, object]:  # noqa: ANN001 - RoutingReport
+    import numpy as np
+
+    from ggroute.models.errors import UsageError
+    from ggroute.router.calibrate import accuracy, fit_calibration
+
+    scored = [(row, label) for row, label in zip(report.label_logits, report.labels, strict=True) if row]
+    if len({label for _, label in scored}) < len(routes) or len(scored) < 2 * len(routes):
+        raise UsageError(f"--fit needs tasks the router scored for every route ({', '.join(routes)})")
+    logits = np.array([row for row, _ in scored])
+    labels = np.array([label for _, label in scored])
+    calibration = fit_calibration(logits, labels, routes)
+    return {"calibration": calibration.model_dump(), "n": len(scored),
+            "accuracy_in_sample": round(accuracy(logits, labels, calibration, routes), 4)}

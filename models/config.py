@@ -86,6 +86,11 @@ class RouteConfig(_Strict):
     examples: list[str] = Field(default_factory=list, description="Example tasks, used as few-shot examples.")
 
 
+class CalibrationConfig(_Strict):
+    scale: float = Field(1.0, gt=0, description="Multiplies the label logits (an inverse temperature).")
+    offsets: dict[str, float] = Field(..., description="Route name -> offset added to its scaled logit.")
+
+
 class RouterConfig(_Strict):
     model: str = Field("router", description="Name of the model that classifies tasks.")
     routes: dict[str, RouteConfig] = Field(..., min_length=1, description="Route name -> route.")
@@ -93,12 +98,22 @@ class RouterConfig(_Strict):
     min_confidence: float = Field(
         0.5, ge=0.0, le=1.0, description="Below this calibrated probability the default route is used."
     )
+    calibration: CalibrationConfig | None = Field(
+        None,
+        description="Label-logit scale and per-route offsets fitted with `ggroute eval routing FILE --fit`; "
+        "unset: calibrate against content-free inputs when the router starts.",
+    )
 
     @model_validator(mode="after")
     def _default_route_exists(self) -> RouterConfig:
         if self.default_route not in self.routes:
             raise ValueError(
                 f"default_route '{self.default_route}' is not one of the routes: {', '.join(self.routes)}"
+            )
+        if self.calibration is not None and set(self.calibration.offsets) != set(self.routes):
+            raise ValueError(
+                f"calibration.offsets must name exactly the routes ({', '.join(self.routes)}); "
+                "refit with `ggroute eval routing FILE --fit` after changing routes"
             )
         return self
 

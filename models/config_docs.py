@@ -5,13 +5,14 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from ggroute.models.config import AppConfig, ModelConfig, RouteConfig, RouterConfig
+from ggroute.models.config import AppConfig, CalibrationConfig, ModelConfig, RouteConfig, RouterConfig
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("Top level", AppConfig),
     ("`models.NAME`", ModelConfig),
     ("`router`", RouterConfig),
     ("`router.routes.NAME`", RouteConfig),
+    ("`router.calibration`", CalibrationConfig),
 ]
 
 

@@ -3,8 +3,9 @@
 The prompt is a fixed instruction with the route descriptions and few-shot examples (the prefix), then the task,
 then "Category:". The next-token logits of each route's label token are read and softmaxed over those labels
 only. The prefix's KV state is computed once and reused for every later task (common-prefix reuse in the
-llama.cpp context). Probabilities are calibrated against content-free inputs (contextual calibration): the
-router's bias toward a label with no task at all is divided out.
+llama.cpp context). Probabilities are calibrated either with a scale and per-route offsets fitted on labeled
+tasks (`router.calibration`, from `ggroute eval routing --fit`) or, when none is configured, against
+content-free inputs (contextual calibration): the router's bias toward a label with no task at all is divided out.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Decision:
     confidence: float
     probabilities: dict[str, float]
     raw_probabilities: dict[str, float]
+    label_logits: dict[str, float]  # uncalibrated: what `eval routing --fit` fits calibration on
     latency_ms: float
     task_tokens: int
     truncated: bool
@@ -71,7 +73,13 @@ class RouteClassifier:
         if budget < 16:
             raise PromptTooLongError(model.name, len(self.prefix_tokens) + 16, model.spec.settings.context_size)
         self.task_budget = budget
-        self.bias = self._content_free_bias()
+        calibration = router.calibration
+        if calibration is not None:
+            self.scale = calibration.scale
+            self.offsets = np.array([calibration.offsets[r] for r in self.routes], dtype=np.float64)
+        else:  # contextual calibration: dividing by the bias is adding -log(bias) to the logits
+            self.scale = 1.0
+            self.offsets = -np.log(self._content_free_bias())
 
     def _label_tokens(self) -> list[int]:
         firsts: dict[int, str] = {}
@@ -121,14 +129,14 @@ class RouteClassifier:
         with self.model.lock:
             logits, evaluated = self._label_logits(task_tokens)
         raw = _softmax(logits)
-        calibrated = raw / self.bias
-        calibrated /= calibrated.sum()
+        calibrated = _softmax(self.scale * logits + self.offsets)
         best = int(np.argmax(calibrated))
         return Decision(
             route=self.routes[best],
             confidence=float(calibrated[best]),
             probabilities={r: round(float(p), 4) for r, p in zip(self.routes, calibrated, strict=True)},
             raw_probabilities={r: round(float(p), 4) for r, p in zip(self.routes, raw, strict=True)},
+            label_logits={r: float(x) for r, x in zip(self.routes, logits, strict=True)},
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
             task_tokens=len(task_tokens),
             truncated=truncated,

@@ -55,9 +55,11 @@ class RoutingReport:
     per_route: dict[str, dict[str, float]]
     confusion: dict[str, dict[str, int]]  # expected -> predicted -> count
     misses: list[dict[str, object]]
+    label_logits: list[list[float]]  # per row, in route order; empty rows where the router did not score
+    labels: list[int]
 
     def as_dict(self) -> dict[str, object]:
-        return self.__dict__.copy()
+        return {k: v for k, v in self.__dict__.items() if k not in ("label_logits", "labels")}
 
 
 def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
@@ -66,8 +68,10 @@ def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
     latencies: list[float] = []
     fallbacks = 0
     misses: list[dict[str, object]] = []
+    logits: list[list[float]] = []
     for index, row in enumerate(rows):
         outcome = router.decide(row.task)
+        logits.append([outcome.label_logits[r] for r in routes] if outcome.label_logits else [])
         confusion[row.route][outcome.route] += 1
         if index > 0:  # the first decision also builds the cached prefix
             latencies.append(outcome.latency_ms)
@@ -88,4 +92,5 @@ def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
         }
     latency = {"p50": round(statistics.median(latencies), 2) if latencies else 0.0,
                "p95": round(percentile(latencies, 0.95), 2) if latencies else 0.0}
-    return RoutingReport(len(rows), round(correct / len(rows), 4), fallbacks, latency, per_route, confusion, misses)
+    return RoutingReport(len(rows), round(correct / len(rows), 4), fallbacks, latency, per_route, confusion, misses,
+                         logits, [routes.index(row.route) for row in rows])

@@ -29,6 +29,7 @@ class RouteOutcome:
     reason: str  # "classified", "forced by --route", or why default_route was used
     latency_ms: float
     probabilities: dict[str, float] = field(default_factory=dict)
+    label_logits: dict[str, float] = field(default_factory=dict)
     truncated: bool = False
     evaluated_tokens: int = 0
 
@@ -82,8 +83,8 @@ class Router:
                       f"{config.min_confidence}: using default_route")
             route = config.default_route
         return RouteOutcome(route, config.routes[route].model, round(decision.confidence, 4), reason,
-                            decision.latency_ms, decision.probabilities, decision.truncated,
-                            decision.evaluated_tokens)
+                            decision.latency_ms, decision.probabilities, decision.label_logits,
+                            decision.truncated, decision.evaluated_tokens)
 
     def _fallback(self, why: str, started: float) -> RouteOutcome:
         config = self.require_config()

@@ -84,7 +84,7 @@ def test_config_without_router_section(tmp_path: Path) -> None:
 def test_eval_routing_json(config_path: Path, tmp_path: Path) -> None:
     rows = [
         {"task": "Topological sort of a dependency graph", "route": "algorithm"},
-        {"task": "Knapsack problem with dynamic programming", "route": "algorithm"},
+        {"task": "Detect a cycle in a directed graph", "route": "algorithm"},
         {"task": "Write a GitHub Actions workflow that runs pytest", "route": "coder"},
         {"task": "Add a REST endpoint that deletes a user by id", "route": "coder"},
     ]
@@ -106,3 +106,21 @@ def test_eval_routing_bad_line_names_file_and_line(config_path: Path, tmp_path: 
     result = invoke("eval", "routing", str(data), "-c", str(config_path))
     assert result.exit_code == 2
     assert f"{data}:2: route 'frontend' is not one of coder, algorithm" in result.stderr
+
+
+def test_eval_routing_fit_prints_a_calibration_block(config_path: Path, tmp_path: Path) -> None:
+    rows = [
+        {"task": "Topological sort of a dependency graph", "route": "algorithm"},
+        {"task": "Detect a cycle in a directed graph", "route": "algorithm"},
+        {"task": "Write a GitHub Actions workflow that runs pytest", "route": "coder"},
+        {"task": "Add a REST endpoint that deletes a user by id", "route": "coder"},
+    ]
+    data = tmp_path / "dev.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = invoke("eval", "routing", str(data), "-c", str(config_path), "--json", "--fit")
+    assert result.exit_code == 0, result.output
+    fit = json.loads(result.stdout)["fit"]
+    assert fit["n"] == 4
+    assert set(fit["calibration"]["offsets"]) == {"coder", "algorithm"}
+    assert fit["calibration"]["offsets"]["coder"] == 0.0
+    assert fit["accuracy_in_sample"] == 1.0

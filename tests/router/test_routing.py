@@ -61,8 +61,8 @@ def test_low_confidence_uses_default_route_and_says_why(routed_config) -> None:
     with Pipeline(load(routed_config(edit))) as pipeline:
         outcome = pipeline.route("Write a Dockerfile for a Django app")
     assert outcome.route == "algorithm"
-    assert "below min_confidence" in outcome.reason
-    assert outcome.confidence is not None and outcome.confidence < 1.0
+    assert "below min_confidence 1.0: using default_route" in outcome.reason
+    assert outcome.confidence is not None
 
 
 def test_missing_router_model_falls_back_with_reason(routed_config, tmp_path) -> None:
@@ -111,6 +111,7 @@ def test_empty_task_is_a_usage_error(shipped_pipeline: Pipeline) -> None:
 
 def test_third_route_by_config_only(routed_config) -> None:
     def edit(data: dict) -> None:
+        del data["router"]["calibration"]  # fitted for two routes; a new route needs a refit (or none)
         data["router"]["routes"]["general"] = {
             "model": "coder",
             "description": "questions about concepts, explanations, career and tooling advice, no code to write",
@@ -141,6 +142,7 @@ def test_route_naming_unknown_model_is_a_config_error(routed_config) -> None:
 
 def test_routes_sharing_a_first_token_are_rejected(routed_config) -> None:
     def edit(data: dict) -> None:
+        del data["router"]["calibration"]
         # For SmolLM2, " coder" and " cuda" both begin with the token " c".
         data["router"]["routes"]["cuda"] = {"model": "coder", "description": "GPU kernels"}
 
