@@ -214,6 +214,9 @@ def _stream(pipeline, model: str, text: str, options: RequestOptions, cancel: th
 
 
 def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         app()
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ import numpy as np
 from ggroute.models.config import RouterConfig
 from ggroute.models.engine import LoadedModel
 from ggroute.models.errors import ConfigError, PromptTooLongError, UsageError
+from ggroute.router.prefix_cache import restore_prefix, save_prefix
 
 _CONTENT_FREE = ("N/A", "", "[task]")
 _ELISION = " [...] "
@@ -73,6 +74,7 @@ class RouteClassifier:
         if budget < 16:
             raise PromptTooLongError(model.name, len(self.prefix_tokens) + 16, model.spec.settings.context_size)
         self.task_budget = budget
+        self.prefix_restored = self._prime_prefix()
         calibration = router.calibration
         if calibration is not None:
             self.scale = calibration.scale
@@ -80,6 +82,19 @@ class RouteClassifier:
         else:  # contextual calibration: dividing by the bias is adding -log(bias) to the logits
             self.scale = 1.0
             self.offsets = -np.log(self._content_free_bias())
+
+    def _prime_prefix(self) -> bool:
+        """Get the prefix into the KV cache: already there, from the disk cache (True), or computed and saved."""
+        llama = self.model.llama
+        n = len(self.prefix_tokens)
+        if llama.n_tokens >= n and list(llama.input_ids[:n]) == self.prefix_tokens:
+            return False
+        if restore_prefix(self.model, self.prefix_tokens):
+            return True
+        llama.n_tokens = 0
+        llama.eval(self.prefix_tokens)
+        save_prefix(self.model, self.prefix_tokens)
+        return False
 
     def _label_tokens(self) -> list[int]:
         firsts: dict[int, str] = {}

@@ -82,8 +82,10 @@ class Router:
             reason = (f"confidence {decision.confidence:.2f} for '{route}' is below min_confidence "
                       f"{config.min_confidence}: using default_route")
             route = config.default_route
+        # The whole decision as the caller waited for it: a model load or prefix build included.
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
         return RouteOutcome(route, config.routes[route].model, round(decision.confidence, 4), reason,
-                            decision.latency_ms, decision.probabilities, decision.label_logits,
+                            latency_ms, decision.probabilities, decision.label_logits,
                             decision.truncated, decision.evaluated_tokens)
 
     def _fallback(self, why: str, started: float) -> RouteOutcome:
