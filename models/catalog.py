@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ggroute.models.config import LoadedConfig, ModelConfig
+from ggroute.models.errors import UsageError
 from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
 from ggroute.models.locate import resolve_model_path
 from ggroute.models.memory import ModelPlan, plan_model
@@ -67,6 +70,18 @@ class ModelCatalog:
         plan = plan_model(name, info, settings.context_size, settings.n_batch, settings.swa_full)
         spec = self._specs[name] = ModelSpec(name, settings, path, info, plan)
         return spec
+
+    def spec_with(self, name: str, overrides: dict[str, object]) -> ModelSpec:
+        """The model with some settings replaced (a benchmark sweep), validated like config.json."""
+        base = self.spec(name)
+        if not overrides:
+            return base
+        try:
+            settings = ModelConfig.model_validate({**base.settings.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise UsageError(f"invalid settings for model '{name}': {exc.errors()[0]['msg']} ({overrides})") from None
+        plan = plan_model(name, base.info, settings.context_size, settings.n_batch, settings.swa_full)
+        return ModelSpec(name, settings, base.path, base.info, plan)
 
     def budget_plan(self) -> BudgetPlan:
         """All models loaded at once, weights of a shared file counted once."""

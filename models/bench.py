@@ -1,0 +1,141 @@
+"""Measure a model under given settings: load time, prefill and decode tokens/s, time to first token, peak RSS.
+
+Each settings combination runs in a fresh child process (`python -m ggroute.models.bench JSON`), so load time,
+peak RSS and memory freed between combinations are its own. The child generates exactly `gen_tokens` tokens
+(end-of-generation tokens do not stop it) after a prompt of exactly `prompt_tokens` tokens; the figures are
+medians over `repeat` runs, each with a fresh load.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from ggroute.models.catalog import ModelCatalog, ModelSpec
+from ggroute.models.config import load_config
+
+_FILLER = " The quick brown fox jumps over the lazy dog while the compiler checks every type."
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """One combination of the swept settings; None means the config's own value."""
+
+    n_threads: int | None = None
+    context_size: int | None = None
+    n_batch: int | None = None
+    n_gpu_layers: int | None = None
+
+    def overrides(self) -> dict[str, int]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def label(self) -> str:
+        short = {"n_threads": "threads", "context_size": "ctx", "n_batch": "batch", "n_gpu_layers": "gpu"}
+        return " ".join(f"{short[k]}={v}" for k, v in self.overrides().items()) or "config"
+
+
+@dataclass
+class BenchResult:
+    model: str
+    settings: BenchSettings
+    effective: dict[str, object] = field(default_factory=dict)  # the values actually used
+    estimate_mb: float | None = None
+    load_s: float | None = None
+    prefill_tokens_per_s: float | None = None
+    decode_tokens_per_s: float | None = None
+    time_to_first_token_s: float | None = None
+    peak_rss_mb: float | None = None
+    skipped: str | None = None  # why this combination was not measured
+    fits_budget: bool = True
+
+    def row(self) -> dict[str, object]:
+        return {"model": self.model, "settings": self.settings.label(), **self.effective,
+                **{k: v for k, v in asdict(self).items() if k not in ("model", "settings", "effective")}}
+
+
+def spec_for(catalog: ModelCatalog, name: str, settings: BenchSettings) -> ModelSpec:
+    return catalog.spec_with(name, settings.overrides())
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def skip_reason(spec: ModelSpec, settings: BenchSettings, prompt_tokens: int, gen_tokens: int,
+                budget_bytes: int) -> str | None:
+    if settings.n_gpu_layers not in (None, 0) and not gpu_offload_supported():
+        return "this llama.cpp build cannot offload to a GPU (llama_supports_gpu_offload() is false)"
+    if prompt_tokens + gen_tokens > spec.settings.context_size:
+        return (f"prompt {prompt_tokens} + {gen_tokens} generated tokens exceed context_size "
+                f"{spec.settings.context_size}")
+    if spec.plan.own_bytes > budget_bytes:
+        return f"needs ~{spec.plan.own_bytes / 1e6:.0f} MB, over memory_budget_mb ({budget_bytes / 1e6:.0f} MB)"
+    return None
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def measure_here(spec: ModelSpec, prompt_tokens: int, gen_tokens: int, repeat: int) -> dict[str, float]:
+    """Run in the child process: load, prefill, decode, `repeat` times."""
+    from ggroute.models.engine import load_model
+
+    loads, prefills, decodes, ttfts = [], [], [], []
+    for _ in range(repeat):
+        model = load_model(spec)
+        try:
+            llama = model.llama
+            prompt = llama.tokenize(b"Summarise:", add_bos=True)
+            filler = llama.tokenize(_FILLER.encode(), add_bos=False)
+            prompt += (filler * (prompt_tokens // len(filler) + 1))[: prompt_tokens - len(prompt)]
+            started = time.perf_counter()
+            first = last = started
+            for count, _token in enumerate(llama.generate(prompt, temp=0.0), start=1):
+                last = time.perf_counter()
+                if count == 1:
+                    first = last
+                if count >= gen_tokens:
+                    break
+        finally:
+            model.close()
+        loads.append(model.load_s)
+        prefills.append(len(prompt) / (first - started))
+        ttfts.append(first - started)
+        decodes.append((gen_tokens - 1) / (last - first) if gen_tokens > 1 else 0.0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return {"load_s": _median(loads), "prefill_tokens_per_s": _median(prefills),
+            "decode_tokens_per_s": _median(decodes), "time_to_first_token_s": _median(ttfts),
+            "peak_rss_mb": round(peak / 1e6, 1)}
+
+
+def measure_in_child(config_path: str, name: str, settings: BenchSettings, prompt_tokens: int,
+                     gen_tokens: int, repeat: int) -> dict[str, float]:
+    request = {"config": config_path, "model": name, "settings": asdict(settings), "prompt_tokens": prompt_tokens,
+               "gen_tokens": gen_tokens, "repeat": repeat}
+    done = subprocess.run([sys.executable, "-m", "ggroute.models.bench", json.dumps(request)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        from ggroute.models.errors import GenerationError
+
+        tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise GenerationError(f"benchmark of '{name}' ({settings.label()}) failed: {tail[0]}")
+    return json.loads(done.stdout)
+
+
+def _child_main(raw: str) -> None:
+    request = json.loads(raw)
+    catalog = ModelCatalog(load_config(request["config"]))
+    spec = spec_for(catalog, request["model"], BenchSettings(**request["settings"]))
+    print(json.dumps(measure_here(spec, request["prompt_tokens"], request["gen_tokens"], request["repeat"])))
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1])

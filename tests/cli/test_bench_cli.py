@@ -1,0 +1,134 @@
+"""`ggroute bench` on the real SmolLM2 model with tiny sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ggroute.cli.app import app
+from ggroute.models.bench import gpu_offload_supported
+
+TINY = ["--repeat", "1", "--prompt-tokens", "16", "--gen-tokens", "8"]
+
+
+def invoke(*args: str):  # noqa: ANN201
+    return CliRunner().invoke(app, list(args))
+
+
+def test_thread_sweep_json_shape(write_config, test_config) -> None:
+    config = write_config(test_config)
+    result = invoke("bench", "coder", *TINY, "--threads", "1,2", "--json", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    rows = payload["results"]
+    assert [r["n_threads"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["model"] == "coder" and row["skipped"] is None
+        assert row["decode_tokens_per_s"] > 0 and row["prefill_tokens_per_s"] > 0
+        assert row["load_s"] > 0 and row["time_to_first_token_s"] > 0
+        assert row["peak_rss_mb"] > 100  # the model's weights alone are ~97 MB
+        assert row["estimate_mb"] > 0
+    fastest = max(rows, key=lambda r: r["decode_tokens_per_s"])
+    assert payload["best"] == {"coder": fastest["settings"]}
+    assert payload["interrupted"] is False
+
+
+def test_gpu_values_are_skipped_with_the_reason_on_a_cpu_build(write_config, test_config) -> None:
+    if gpu_offload_supported():
+        pytest.skip("this llama.cpp build can offload to a GPU")
+    config = write_config(test_config)
+    result = invoke("bench", "coder", *TINY, "--n-gpu-layers", "0,8", "--json", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    rows = {r["n_gpu_layers"]: r for r in json.loads(result.stdout)["results"]}
+    assert rows[0]["skipped"] is None
+    assert "cannot offload to a GPU" in rows[8]["skipped"]
+    assert rows[8]["decode_tokens_per_s"] is None  # not silently run on the CPU
+
+
+def test_values_that_do_not_fit_are_skipped_with_the_reason(write_config, test_config) -> None:
+    test_config["memory_budget_mb"] = 400
+    config = write_config(test_config)
+    result = invoke("bench", "coder", "--repeat", "1", "--prompt-tokens", "60", "--gen-tokens", "8",
+                    "--ctx", "64,32768", "--json", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    rows = {r["context_size"]: r for r in json.loads(result.stdout)["results"]}
+    assert rows[64]["skipped"] == "prompt 60 + 8 generated tokens exceed context_size 64"
+    assert "over memory_budget_mb" in rows[32768]["skipped"]
+
+
+def test_apply_round_trips_config_json(write_config, test_config) -> None:
+    config = write_config(test_config)
+    original = config.read_text()
+    result = invoke("bench", "coder", *TINY, "--threads", "1", "--batch", "64", "--apply", "--json", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    applied = json.loads(result.stdout)["applied"]
+    assert applied["changed"] == {"coder": {"n_threads": 1, "n_batch": 64}}
+    assert Path(applied["backup"]).read_text() == original
+    after = json.loads(config.read_text())
+    before = json.loads(original)
+    assert after["models"]["coder"] == {**before["models"]["coder"], "n_threads": 1, "n_batch": 64}
+    assert list(after["models"]["coder"])[: len(before["models"]["coder"])] == list(before["models"]["coder"])
+    assert after["models"]["algorithm"] == before["models"]["algorithm"]
+    assert {k: v for k, v in after.items() if k != "models"} == {k: v for k, v in before.items() if k != "models"}
+
+
+def test_timeout_advice_warns_about_short_timeouts(write_config, test_config) -> None:
+    test_config["models"]["coder"].update(max_tokens=4096, timeout_s=0.5)
+    config = write_config(test_config)
+    result = invoke("bench", "coder", *TINY, "--json", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    [advice] = json.loads(result.stdout)["timeout_advice"]
+    assert advice["too_short"] is True
+    assert advice["expected_s"] == pytest.approx(4096 / advice["decode_tokens_per_s"], rel=0.01)
+    text = invoke("bench", "coder", *TINY, "-c", str(config))
+    assert "warning:" in text.stdout and "raise timeout_s" in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "unknown model 'nope'"),
+        (["coder", "--threads", "a,2"], "'a' is not an integer"),
+        (["coder", "--threads", "0"], "below the smallest n_threads"),
+        (["coder", "--n-gpu-layers", "-2"], "below the smallest n_gpu_layers"),
+    ],
+)
+def test_bad_input_is_a_usage_error(write_config, test_config, args: list[str], message: str) -> None:
+    config = write_config(test_config)
+    result = invoke("bench", *args, *TINY, "-c", str(config))
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_plot_without_matplotlib_fails_before_measuring(write_config, test_config, monkeypatch, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # fault injection: the optional extra is missing
+    config = write_config(test_config)
+    result = invoke("bench", "coder", *TINY, "--plot", str(tmp_path / "x.png"), "-c", str(config))
+    assert result.exit_code == 2
+    assert "pip install 'ggroute[plot]'" in result.stderr
+
+
+def test_ctrl_c_mid_sweep_prints_what_was_measured(write_config, test_config) -> None:
+    config = write_config(test_config)
+    ggroute = Path(sys.executable).with_name("ggroute")
+    # 4 combinations of ~6 s each (3 loads and 3 x 100 tokens in a fresh process)
+    command = [str(ggroute), "bench", "coder", "--repeat", "3", "--prompt-tokens", "16", "--gen-tokens", "100",
+               "--threads", "1,2", "--batch", "64,128", "--json", "-c", str(config)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    time.sleep(10)  # at least one combination measured, the sweep far from done
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    payload = json.loads(stdout)
+    assert payload["interrupted"] is True
+    assert 0 < len(payload["results"]) < 4
