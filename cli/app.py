@@ -224,5 +224,7 @@ def main() -> None:
         sys.exit(EXIT_INTERRUPTED)
 
 
-# Registers route, run and eval on `app`; imported last because it builds on the names above.
-import ggroute.cli.routing_commands  # noqa: E402, F401
+# These register their commands on `app`; imported last because they build on the names above.
+import ggroute.cli.bench_commands  # noqa: E402, F401  (bench)
+import ggroute.cli.routing_commands  # noqa: E402, F401  (route, run, eval routing)
+import ggroute.cli.suite_commands  # noqa: E402, F401  (eval suite, eval humaneval)
