@@ -104,8 +104,8 @@ def write_plot(path: Path, results: list[BenchResult]) -> None:
     import matplotlib.pyplot as plt
 
     measured = [r for r in results if r.skipped is None]
-    labels = [f"{r.model}\n{r.settings.label()}" for r in measured]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(measured)), 4.5))
+    labels = [f"{r.model}\n" + "\n".join(r.settings.label().split()) for r in measured]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(measured)), 5))
     xs = range(len(measured))
     ax.bar([x - 0.2 for x in xs], [r.decode_tokens_per_s or 0 for r in measured], width=0.4, label="decode tok/s")
     ax.bar([x + 0.2 for x in xs], [r.prefill_tokens_per_s or 0 for r in measured], width=0.4, label="prefill tok/s")

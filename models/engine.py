@@ -85,6 +85,15 @@ class LoadedModel:
             llama_cpp.llama_set_abort_callback(self.llama.ctx, llama_cpp.ggml_abort_callback(), None)
             self._should_abort = None
 
+    def cached_prefix_length(self, tokens: list[int]) -> int:
+        """How many leading `tokens` the KV cache already holds (what llama.cpp need not evaluate again)."""
+        import numpy as np
+
+        llama = self.llama
+        n = min(llama.n_tokens, len(tokens))
+        same = llama.input_ids[:n] == np.asarray(tokens[:n], dtype=llama.input_ids.dtype)
+        return n if same.all() else int(np.argmin(same))
+
     def tokenize(self, text: str, *, add_bos: bool, special: bool = True) -> list[int]:
         return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
 

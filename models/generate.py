@@ -62,12 +62,7 @@ def _reused_prefix(model: LoadedModel, tokens: list[int]) -> int:
     least one token so that fresh logits exist (unless the exact prompt is cached with live logits).
     """
     llama = model.llama
-    cached = llama.input_ids[: llama.n_tokens]
-    common = 0
-    for a, b in zip(cached, tokens, strict=False):
-        if a != b:
-            break
-        common += 1
+    common = model.cached_prefix_length(tokens)
     if common < len(tokens):
         return common
     exact_live = llama.n_tokens == len(tokens) and not llama._requires_eval

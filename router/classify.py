@@ -86,8 +86,7 @@ class RouteClassifier:
     def _prime_prefix(self) -> bool:
         """Get the prefix into the KV cache: already there, from the disk cache (True), or computed and saved."""
         llama = self.model.llama
-        n = len(self.prefix_tokens)
-        if llama.n_tokens >= n and list(llama.input_ids[:n]) == self.prefix_tokens:
+        if self.model.cached_prefix_length(self.prefix_tokens) == len(self.prefix_tokens):
             return False
         if restore_prefix(self.model, self.prefix_tokens):
             return True
@@ -121,11 +120,7 @@ class RouteClassifier:
 
         llama = self.model.llama
         tokens = self.prefix_tokens + task_tokens + self.suffix_tokens
-        cached = llama.input_ids[: llama.n_tokens]
-        common = 0
-        limit = min(len(cached), len(tokens) - 1)  # evaluate at least one token for fresh logits
-        while common < limit and cached[common] == tokens[common]:
-            common += 1
+        common = min(self.model.cached_prefix_length(tokens), len(tokens) - 1)  # evaluate >= 1 token: fresh logits
         llama.n_tokens = common  # eval() drops the KV cells from here on
         llama.eval(tokens[common:])
         pointer = llama_cpp.llama_get_logits_ith(llama.ctx, -1)

@@ -66,6 +66,7 @@ def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
     routes = list(router.require_config().routes)
     confusion = {e: {p: 0 for p in routes} for e in routes}
     latencies: list[float] = []
+    per_token_ms: list[float] = []
     fallbacks = 0
     misses: list[dict[str, object]] = []
     logits: list[list[float]] = []
@@ -75,6 +76,8 @@ def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
         confusion[row.route][outcome.route] += 1
         if index > 0:  # the first decision also builds the cached prefix
             latencies.append(outcome.latency_ms)
+            if outcome.evaluated_tokens:
+                per_token_ms.append(outcome.latency_ms / outcome.evaluated_tokens)
         if outcome.reason != "classified":
             fallbacks += 1
         if outcome.route != row.route:
@@ -91,6 +94,7 @@ def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
             "support": actual,
         }
     latency = {"p50": round(statistics.median(latencies), 2) if latencies else 0.0,
-               "p95": round(percentile(latencies, 0.95), 2) if latencies else 0.0}
+               "p95": round(percentile(latencies, 0.95), 2) if latencies else 0.0,
+               "per_evaluated_token_p50": round(statistics.median(per_token_ms), 2) if per_token_ms else 0.0}
     return RoutingReport(len(rows), round(correct / len(rows), 4), fallbacks, latency, per_route, confusion, misses,
                          logits, [routes.index(row.route) for row in rows])

@@ -8,7 +8,6 @@ reference and examples.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ggroute.models.config import LoadedConfig
 from ggroute.models.errors import UsageError
+from ggroute.models.jsonfile import parse_json, read_text
 
 FinishReasonName = Literal["stop", "length", "timeout", "cancelled"]
 
@@ -178,16 +178,7 @@ def _case_problems(suite: Suite) -> list[str]:
 
 def load_suite(path: Path) -> Suite:
     """Read and validate one suite file; every problem becomes one SuiteFileError naming file, case and field."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SuiteFileError(f"{path}: suite file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteFileError(f"{path}: cannot read suite file: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SuiteFileError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    data = parse_json(read_text(path, SuiteFileError, "suite file"), path, SuiteFileError)
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
