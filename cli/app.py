@@ -39,6 +39,9 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="config.json to use (else $GGROUTE_CONFIG, ./config.json, the default)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+MaxTokensOption = Annotated[int | None, typer.Option(min=1, help="Override the model's max_tokens.")]
+TimeoutOption = Annotated[float | None, typer.Option(min=0.01, help="Override the model's timeout_s.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show prompt, limits, timings.")]
 T = TypeVar("T")
 
 
@@ -179,9 +182,9 @@ def generate(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name from config.json (no routing).")],
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    max_tokens: Annotated[int | None, typer.Option(min=1, help="Override the model's max_tokens.")] = None,
-    timeout: Annotated[float | None, typer.Option(min=0.01, help="Override the model's timeout_s.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show prompt, limits, timings.")] = False,
+    max_tokens: MaxTokensOption = None,
+    timeout: TimeoutOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run TASK on one model, streaming the output."""
     text = read_task(task)

@@ -16,6 +16,9 @@ from ggroute.cli import render
 from ggroute.cli.app import (
     ConfigOption,
     JsonOption,
+    MaxTokensOption,
+    TimeoutOption,
+    VerboseOption,
     app,
     ctrl_c_cancels,
     emit_json,
@@ -70,9 +73,9 @@ def run(
     route_name: Annotated[str | None, typer.Option("--route", help="Skip the router and use this route.")] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    max_tokens: Annotated[int | None, typer.Option(min=1, help="Override the model's max_tokens.")] = None,
-    timeout: Annotated[float | None, typer.Option(min=0.01, help="Override the model's timeout_s.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show prompt, limits, timings.")] = False,
+    max_tokens: MaxTokensOption = None,
+    timeout: TimeoutOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Route TASK with the router model, then run it on the chosen model, streaming the output."""
     text = read_task(task)

@@ -33,12 +33,18 @@ def _constraints(field) -> str:  # noqa: ANN001
     return ", ".join(parts)
 
 
-def markdown_reference() -> str:
+def _is_model(factory: object) -> bool:
+    return isinstance(factory, type) and issubclass(factory, BaseModel)
+
+
+def markdown_reference(sections: list[tuple[str, type[BaseModel]]] = SECTIONS) -> str:
+    """One table per schema section; also used for the suite file reference (router/suite_docs.py)."""
     out: list[str] = []
-    for title, model in SECTIONS:
+    for title, model in sections:
         out += [f"### {title}", "", "| field | default | constraints | description |", "|---|---|---|---|"]
         for name, field in model.model_fields.items():
             description = (field.description or "").replace("|", "\\|")
-            out.append(f"| `{name}` | {_default(field)} | {_constraints(field)} | {description} |")
+            default = "`{}`" if _is_model(field.default_factory) else _default(field)
+            out.append(f"| `{name}` | {default} | {_constraints(field)} | {description} |")
         out.append("")
     return "\n".join(out)

@@ -225,3 +225,11 @@ def test_unknown_model_name_lists_known_models(write_config) -> None:
         loaded.model("writer")
     assert isinstance(info.value, UsageError)
     assert str(info.value) == "unknown model 'writer': config.json defines router, coder, algorithm"
+
+
+def test_docs_config_md_field_reference_is_in_sync_with_the_schema() -> None:
+    from ggroute.models.config_docs import markdown_reference
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text(encoding="utf-8")
+    embedded = doc.split("<!-- generated:start -->\n", 1)[1].split("<!-- generated:end -->", 1)[0]
+    assert embedded == markdown_reference(), "regenerate with `ggroute config docs` (see docs/config.md)"
