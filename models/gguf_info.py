@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
-
 from ggroute.models.errors import ModelFileError
 
 GGUF_MAGIC = b"GGUF"
@@ -115,6 +113,8 @@ class GGUFInfo:
 
     @property
     def quantization(self) -> str:
+        from gguf.constants import LlamaFileType  # imports numpy: only when a header is read
+
         file_type = self.metadata.get("general.file_type")
         try:
             return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")  # type: ignore[arg-type]
@@ -177,6 +177,8 @@ class _Reader:
 
 
 def _tensor_bytes(type_id: int, dims: list[int]) -> int:
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType  # numpy: only when a header is read
+
     try:
         qtype = GGMLQuantizationType(type_id)
     except ValueError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ggroute.models.config import RouterConfig
 from ggroute.models.errors import (
@@ -16,7 +17,9 @@ from ggroute.models.errors import (
     UsageError,
 )
 from ggroute.models.pool import ModelPool
-from ggroute.router.classify import Decision, RouteClassifier
+
+if TYPE_CHECKING:
+    from ggroute.router.classify import Decision, RouteClassifier
 
 _ROUTER_UNAVAILABLE = (ModelFileError, ModelLoadError, OverBudgetError, PoolBusyError)
 
@@ -95,6 +98,8 @@ class Router:
         return RouteOutcome(route, config.routes[route].model, None, f"{why}; used default_route '{route}'", latency)
 
     def _classify(self, task: str, started: float) -> Decision:
+        from ggroute.router.classify import RouteClassifier  # numpy: not needed for `ggroute --help`
+
         config = self.require_config()
         with self.pool.acquire(config.model) as lease:
             model = lease.model
