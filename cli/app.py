@@ -10,7 +10,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -203,15 +203,20 @@ def generate(
     exit_for(result)
 
 
-def _stream(pipeline, model: str, text: str, options: RequestOptions, cancel: threading.Event, *,  # noqa: ANN001
-            stream: bool, log_extra: dict[str, object] | None = None) -> GenerationResult:
-    with pipeline.generate(model, text, options, cancel=cancel, log_extra=log_extra) as generation:
-        for piece in generation:
-            if stream:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+def consume(generation: Iterable[str], *, stream: bool) -> None:
+    """Run a generation to its end, writing its text to stdout as it comes when `stream`."""
+    for piece in generation:
         if stream:
-            sys.stdout.write("\n")
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    if stream:
+        sys.stdout.write("\n")
+
+
+def _stream(pipeline, model: str, text: str, options: RequestOptions, cancel: threading.Event, *,  # noqa: ANN001
+            stream: bool) -> GenerationResult:
+    with pipeline.generate(model, text, options, cancel=cancel) as generation:
+        consume(generation, stream=stream)
     assert generation.result is not None
     return generation.result
 

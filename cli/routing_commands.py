@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +19,7 @@ from ggroute.cli.app import (
     TimeoutOption,
     VerboseOption,
     app,
+    consume,
     ctrl_c_cancels,
     emit_json,
     err,
@@ -88,12 +88,7 @@ def run(
             with pipeline.run(text, options, forced_route=route_name, cancel=cancel) as (outcome, generation):
                 if not as_json:
                     err.print(f"[bold]{escape(_header(outcome))}[/]")
-                for piece in generation:
-                    if not as_json:
-                        sys.stdout.write(piece)
-                        sys.stdout.flush()
-            if not as_json:
-                sys.stdout.write("\n")
+                consume(generation, stream=not as_json)
             return outcome, generation.result
 
         outcome, result = guarded(_go)

@@ -23,6 +23,20 @@ def config_path(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def labeled(tmp_path: Path) -> Path:
+    """Four unambiguous labeled tasks, two per route."""
+    rows = [
+        {"task": "Topological sort of a dependency graph", "route": "algorithm"},
+        {"task": "Detect a cycle in a directed graph", "route": "algorithm"},
+        {"task": "Write a GitHub Actions workflow that runs pytest", "route": "coder"},
+        {"task": "Add a REST endpoint that deletes a user by id", "route": "coder"},
+    ]
+    path = tmp_path / "dev.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
 def invoke(*args: str, stdin: str | None = None):  # noqa: ANN201
     return CliRunner().invoke(app, list(args), input=stdin)
 
@@ -81,16 +95,8 @@ def test_config_without_router_section(tmp_path: Path) -> None:
     assert "no `router` section" in result.stderr
 
 
-def test_eval_routing_json(config_path: Path, tmp_path: Path) -> None:
-    rows = [
-        {"task": "Topological sort of a dependency graph", "route": "algorithm"},
-        {"task": "Detect a cycle in a directed graph", "route": "algorithm"},
-        {"task": "Write a GitHub Actions workflow that runs pytest", "route": "coder"},
-        {"task": "Add a REST endpoint that deletes a user by id", "route": "coder"},
-    ]
-    data = tmp_path / "dev.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    result = invoke("eval", "routing", str(data), "-c", str(config_path), "--json")
+def test_eval_routing_json(config_path: Path, labeled: Path) -> None:
+    result = invoke("eval", "routing", str(labeled), "-c", str(config_path), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["n"] == 4
@@ -108,16 +114,8 @@ def test_eval_routing_bad_line_names_file_and_line(config_path: Path, tmp_path: 
     assert f"{data}:2: route 'frontend' is not one of coder, algorithm" in result.stderr
 
 
-def test_eval_routing_fit_prints_a_calibration_block(config_path: Path, tmp_path: Path) -> None:
-    rows = [
-        {"task": "Topological sort of a dependency graph", "route": "algorithm"},
-        {"task": "Detect a cycle in a directed graph", "route": "algorithm"},
-        {"task": "Write a GitHub Actions workflow that runs pytest", "route": "coder"},
-        {"task": "Add a REST endpoint that deletes a user by id", "route": "coder"},
-    ]
-    data = tmp_path / "dev.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    result = invoke("eval", "routing", str(data), "-c", str(config_path), "--json", "--fit")
+def test_eval_routing_fit_prints_a_calibration_block(config_path: Path, labeled: Path) -> None:
+    result = invoke("eval", "routing", str(labeled), "-c", str(config_path), "--json", "--fit")
     assert result.exit_code == 0, result.output
     fit = json.loads(result.stdout)["fit"]
     assert fit["n"] == 4
