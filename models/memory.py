@@ -1,7 +1,8 @@
 """Memory plan: what a model will take once loaded, from GGUF metadata alone.
 
 estimate = weights (mmap'd file pages, shared between roles that name the same file)
-         + KV cache (layers x cells x kv heads x (key + value length) x 2 bytes for f16)
+         + KV cache (layers x cells x kv heads x (key + value length) x bytes per element: 2 for f16, less
+           for keys of a quantized `cache_type_k`)
          + compute allowance (attention scores for a full batch at full context, activations,
            vocabulary tables)
 The constants of the compute allowance were fitted to llama.cpp 0.3.36's resident memory on CPU;
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from ggroute.models.gguf_info import GGUFInfo
 
 KV_ELEMENT_BYTES = 2  # llama.cpp's default KV cache type is f16
+# Bytes per element of each cache type; q8_0 and q4_0 store blocks of 32 values with one f16 scale.
+CACHE_TYPE_BYTES = {"f16": 2.0, "bf16": 2.0, "f32": 4.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 KV_TABLE_CONTEXTS = (2048, 4096, 8192, 16384, 32768)
 _CELL_PAD = 256  # llama.cpp pads the KV cache to a multiple of 256 cells
 # Fitted to resident memory after a context-filling request (benchmarks/memory_estimate.py), rounded up so
@@ -29,13 +32,15 @@ def _pad(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
 
-def kv_cache_bytes(info: GGUFInfo, context_size: int, *, n_ubatch: int = 512, swa_full: bool = True) -> int:
+def kv_cache_bytes(
+    info: GGUFInfo, context_size: int, *, n_ubatch: int = 512, swa_full: bool = True, key_type: str = "f16"
+) -> int:
     cells_full = _pad(context_size, _CELL_PAD)
     window = info.sliding_window
     cells_swa = cells_full
     if not swa_full and window is not None:
         cells_swa = min(cells_full, _pad(window + n_ubatch, _CELL_PAD))
-    per_cell = (info.key_length + info.value_length) * KV_ELEMENT_BYTES
+    per_cell = round(info.key_length * CACHE_TYPE_BYTES[key_type]) + info.value_length * KV_ELEMENT_BYTES
     total = 0
     for heads, is_swa in zip(info.n_head_kv_per_layer(), info.swa_layers(), strict=False):
         total += (cells_swa if is_swa else cells_full) * heads * per_cell
@@ -72,7 +77,13 @@ class ModelPlan:
 
 
 def plan_model(
-    name: str, info: GGUFInfo, context_size: int, n_batch: int, swa_full: bool, shares_with: str | None = None
+    name: str,
+    info: GGUFInfo,
+    context_size: int,
+    n_batch: int,
+    swa_full: bool,
+    shares_with: str | None = None,
+    key_type: str = "f16",
 ) -> ModelPlan:
     n_ubatch = min(n_batch, 512)
     return ModelPlan(
@@ -80,12 +91,12 @@ def plan_model(
         path=str(info.path),
         context_size=context_size,
         weight_bytes=info.weight_bytes,
-        kv_bytes=kv_cache_bytes(info, context_size, n_ubatch=n_ubatch, swa_full=swa_full),
+        kv_bytes=kv_cache_bytes(info, context_size, n_ubatch=n_ubatch, swa_full=swa_full, key_type=key_type),
         compute_bytes=compute_bytes(info, context_size, n_ubatch),
         shares_weights_with=shares_with,
     )
 
 
-def kv_table(info: GGUFInfo, swa_full: bool) -> dict[int, int]:
+def kv_table(info: GGUFInfo, swa_full: bool, key_type: str = "f16") -> dict[int, int]:
     """KV cache bytes at the usual context sizes: the table users tune context_size from."""
-    return {ctx: kv_cache_bytes(info, ctx, swa_full=swa_full) for ctx in KV_TABLE_CONTEXTS}
+    return {ctx: kv_cache_bytes(info, ctx, swa_full=swa_full, key_type=key_type) for ctx in KV_TABLE_CONTEXTS}

@@ -27,7 +27,8 @@ def cache_path(model: LoadedModel, prefix: list[int]) -> Path:
     settings = spec.settings
     key = hashlib.sha256()
     for part in (str(spec.path), stat.st_size, stat.st_mtime_ns, version("llama-cpp-python"),
-                 settings.context_size, settings.n_batch, settings.swa_full, settings.n_gpu_layers):
+                 settings.context_size, settings.n_batch, settings.swa_full, settings.n_gpu_layers,
+                 settings.cache_type_k):
         key.update(repr(part).encode() + b"\0")
     key.update(",".join(map(str, prefix)).encode())
     return cache_dir() / "router-prefix" / f"{key.hexdigest()[:32]}.kv"

@@ -120,7 +120,8 @@ def test_max_tokens_zero_rejected(write_config) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("context_size", 32), ("temperature", 3.0), ("timeout_s", 0), ("stop", [""])],
+    [("context_size", 32), ("temperature", 3.0), ("timeout_s", 0), ("stop", [""]), ("weights_type", "q4_1"),
+     ("cache_type_k", "q5_1")],
 )
 def test_out_of_range_fields_rejected(write_config, field: str, value: object) -> None:
     message = _error(write_config, {"models": {"coder": {field: value}}})

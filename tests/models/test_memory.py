@@ -28,6 +28,12 @@ def test_smollm2_kv_cache_at_2048(smollm2_info: GGUFInfo) -> None:
     assert kv_cache_bytes(smollm2_info, 2048) == 30 * 2048 * 3 * (64 + 64) * 2 == 47_185_920
 
 
+def test_quantized_keys_shrink_only_the_key_half(smollm2_info: GGUFInfo) -> None:
+    # q8_0 stores 32 values in 34 bytes; values stay f16
+    assert kv_cache_bytes(smollm2_info, 2048, key_type="q8_0") == 30 * 2048 * 3 * (64 * 34 // 32 + 64 * 2)
+    assert kv_cache_bytes(smollm2_info, 2048, key_type="f32") == 30 * 2048 * 3 * (64 * 4 + 64 * 2)
+
+
 def test_kv_cells_are_padded_to_256(smollm2_info: GGUFInfo) -> None:
     assert kv_cache_bytes(smollm2_info, 1000) == 30 * 1024 * 3 * 128 * 2
     assert kv_cache_bytes(smollm2_info, 1025) == 30 * 1280 * 3 * 128 * 2
