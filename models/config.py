@@ -109,6 +109,12 @@ class RouterConfig(_Strict):
     min_confidence: float = Field(
         0.5, ge=0.0, le=1.0, description="Below this calibrated probability the default route is used."
     )
+    max_task_tokens: int = Field(
+        48,
+        ge=8,
+        description="Most task tokens the router reads; a longer task is cut to its head and tail. Bounds route "
+        "latency; the first lines of a task say what it is (docs/routing.md measures the cut).",
+    )
     calibration: CalibrationConfig | None = Field(
         None,
         description="Label-logit scale and per-route offsets fitted with `ggroute eval routing FILE --fit`; "

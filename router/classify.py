@@ -3,9 +3,11 @@
 The prompt is a fixed instruction with the route descriptions and few-shot examples (the prefix), then the task,
 then "Category:". The next-token logits of each route's label token are read and softmaxed over those labels
 only. The prefix's KV state is computed once and reused for every later task (common-prefix reuse in the
-llama.cpp context). Probabilities are calibrated either with a scale and per-route offsets fitted on labeled
-tasks (`router.calibration`, from `ggroute eval routing --fit`) or, when none is configured, against
-content-free inputs (contextual calibration): the router's bias toward a label with no task at all is divided out.
+llama.cpp context). A task longer than `max_task_tokens` (or than the context left after the prefix) is cut to
+its head and tail: route latency is the prompt processing of the task, so this bounds it. Probabilities are
+calibrated either with a scale and per-route offsets fitted on labeled tasks (`router.calibration`, from
+`ggroute eval routing --fit`) or, when none is configured, against content-free inputs (contextual
+calibration): the router's bias toward a label with no task at all is divided out.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class RouteClassifier:
         budget = model.spec.settings.context_size - len(self.prefix_tokens) - len(self.suffix_tokens) - 1
         if budget < 16:
             raise PromptTooLongError(model.name, len(self.prefix_tokens) + 16, model.spec.settings.context_size)
-        self.task_budget = budget
+        self.task_budget = min(budget, router.max_task_tokens)
         self.prefix_restored = self._prime_prefix()
         calibration = router.calibration
         if calibration is not None:

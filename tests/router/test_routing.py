@@ -53,6 +53,18 @@ def test_long_task_is_cut_to_fit_and_still_routed(shipped_pipeline: Pipeline) ->
     assert outcome.reason == "classified"
 
 
+def test_task_over_max_task_tokens_is_cut_to_head_and_tail(shipped_pipeline: Pipeline) -> None:
+    classifier = shipped_pipeline.router._classifier
+    assert classifier is not None
+    limit = shipped_pipeline.router.require_config().max_task_tokens
+    words = " ".join(f"step{i}" for i in range(200))  # well inside the context, far over max_task_tokens
+    outcome = shipped_pipeline.route(f"Refactor this deployment script: {words}")
+    assert outcome.truncated is True
+    assert outcome.evaluated_tokens <= limit + len(classifier.suffix_tokens)
+    short = shipped_pipeline.route("Write a bash script that rotates nginx logs")
+    assert short.truncated is False
+
+
 def test_low_confidence_uses_default_route_and_says_why(routed_config) -> None:
     def edit(data: dict) -> None:
         data["router"]["min_confidence"] = 1.0
