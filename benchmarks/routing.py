@@ -22,7 +22,7 @@ from ggroute.router.calibrate import fit_calibration
 from ggroute.router.evaluate import evaluate_routing, read_labeled
 from ggroute.router.pipeline import Pipeline
 
-DEFAULT_FILES = ["tests/data/routing_dev.jsonl", "tests/data/routing_holdout.jsonl"]
+DEFAULT_FILES = ["tests/data/routing_dev.jsonl", "tests/data/routing_holdout.jsonl", "tests/data/routing_fresh.jsonl"]
 
 
 def fit_on(loaded: LoadedConfig, path: Path) -> dict[str, object]:

@@ -18,7 +18,12 @@ def rows(name: str) -> list[dict[str, str]]:
     return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize(("name", "minimum"), [("routing_dev.jsonl", 150), ("routing_holdout.jsonl", 50)])
+SETS = ("routing_dev.jsonl", "routing_holdout.jsonl", "routing_fresh.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("name", "minimum"), [("routing_dev.jsonl", 150), ("routing_holdout.jsonl", 50), ("routing_fresh.jsonl", 100)]
+)
 def test_sets_are_large_balanced_and_labeled_with_shipped_routes(name: str, minimum: int) -> None:
     data = rows(name)
     assert len(data) >= minimum
@@ -29,13 +34,16 @@ def test_sets_are_large_balanced_and_labeled_with_shipped_routes(name: str, mini
 
 
 def test_no_few_shot_example_is_a_labeled_task_in_disguise() -> None:
-    tasks = [r["task"].lower() for name in ("routing_dev.jsonl", "routing_holdout.jsonl") for r in rows(name)]
+    tasks = [r["task"].lower() for name in SETS for r in rows(name)]
     examples = [e.lower() for route in SHIPPED["router"]["routes"].values() for e in route["examples"]]
     for example in examples:
         closest = max(tasks, key=lambda t: difflib.SequenceMatcher(None, example, t).ratio())
         assert difflib.SequenceMatcher(None, example, closest).ratio() < 0.7, (example, closest)
 
 
-def test_dev_and_holdout_do_not_overlap() -> None:
-    dev = {r["task"].lower() for r in rows("routing_dev.jsonl")}
-    assert not dev & {r["task"].lower() for r in rows("routing_holdout.jsonl")}
+def test_the_sets_do_not_overlap() -> None:
+    seen: set[str] = set()
+    for name in SETS:
+        tasks = {r["task"].lower() for r in rows(name)}
+        assert not seen & tasks, name
+        seen |= tasks
