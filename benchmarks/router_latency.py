@@ -1,0 +1,70 @@
+"""Route latency of router settings side by side: every variant is loaded at once and the decisions alternate
+variant by variant, task by task, so a slower or busier minute hits all of them alike.
+
+    python benchmarks/router_latency.py [--file tests/data/routing_dev.jsonl] [--rounds 2]
+
+Variants (each a set of overrides on the shipped config's router model and router section):
+  q4_1-whole      the file as shipped (Q4_1), f16 keys, the whole task read (the setup before these knobs)
+  q4_1            Q4_1 weights, f16 keys, max_task_tokens 48
+  bf16            weights converted to BF16, f16 keys, max_task_tokens 48
+  bf16+k_q8_0     BF16 weights, q8_0 keys, max_task_tokens 48 (the shipped config)
+  q8_0+k_q8_0     weights converted to Q8_0, q8_0 keys, max_task_tokens 48
+Prints p50/p95 of route latency per variant (the first decision, which builds the prefix, left out) and each
+variant's p50 ratio to q4_1-whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from _overrides import load_with_overrides
+
+from ggroute.router.evaluate import percentile, read_labeled
+from ggroute.router.pipeline import Pipeline
+
+VARIANTS: dict[str, list[str]] = {
+    "q4_1-whole": ['models.router.weights_type=null', 'models.router.cache_type_k="f16"',
+                   "router.max_task_tokens=2048"],
+    "q4_1": ['models.router.weights_type=null', 'models.router.cache_type_k="f16"', "router.max_task_tokens=48"],
+    "bf16": ['models.router.weights_type="bf16"', 'models.router.cache_type_k="f16"', "router.max_task_tokens=48"],
+    "bf16+k_q8_0": ['models.router.weights_type="bf16"', 'models.router.cache_type_k="q8_0"',
+                    "router.max_task_tokens=48"],
+    "q8_0+k_q8_0": ['models.router.weights_type="q8_0"', 'models.router.cache_type_k="q8_0"',
+                    "router.max_task_tokens=48"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--file", default="tests/data/routing_dev.jsonl")
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--rounds", type=int, default=2, help="passes over the file")
+    args = parser.parse_args()
+    pipelines = {name: Pipeline(load_with_overrides(args.config, overrides)) for name, overrides in VARIANTS.items()}
+    try:
+        routes = list(next(iter(pipelines.values())).router.require_config().routes)
+        tasks = [row.task for row in read_labeled(Path(args.file), routes)]
+        latencies: dict[str, list[float]] = {name: [] for name in pipelines}
+        for pipeline in pipelines.values():
+            pipeline.route("warm-up: load the router model and build the prefix")
+        order = list(pipelines)
+        for round_ in range(args.rounds):
+            for index, task in enumerate(tasks):
+                turn = order if (index + round_) % 2 == 0 else order[::-1]
+                for name in turn:
+                    latencies[name].append(pipelines[name].route(task).latency_ms)
+        base = percentile(latencies[order[0]], 0.5)
+        for name, values in latencies.items():
+            p50 = percentile(values, 0.5)
+            p95 = percentile(values, 0.95)
+            print(json.dumps({"variant": name, "n": len(values), "p50_ms": round(p50, 1), "p95_ms": round(p95, 1),
+                              "p50_ratio_to_first": round(p50 / base, 3)}))
+    finally:
+        for pipeline in pipelines.values():
+            pipeline.close()
+
+
+if __name__ == "__main__":
+    main()
