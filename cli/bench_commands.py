@@ -6,7 +6,7 @@ import csv
 import itertools
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from rich.markup import escape
@@ -14,20 +14,27 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ggroute.cli.app import EXIT_INTERRUPTED, ConfigOption, JsonOption, app, emit_json, err, fail, guarded, out
-from ggroute.models.bench import BenchResult, BenchSettings, measure_in_child, skip_reason
+from ggroute.models.bench import NO_CONVERSION, BenchResult, BenchSettings, measure_in_child, skip_reason
 from ggroute.models.catalog import ModelCatalog
-from ggroute.models.config import load_config
+from ggroute.models.config import CacheType, WeightsType, load_config
 from ggroute.models.errors import UnknownModelError, UsageError
 
 # Swept flag -> (config field, smallest allowed value)
 SWEEPS = {"--threads": ("n_threads", 1), "--ctx": ("context_size", 64), "--batch": ("n_batch", 1),
           "--n-gpu-layers": ("n_gpu_layers", -1)}
+# Swept flag -> (config field, allowed values)
+CHOICE_SWEEPS = {"--weights-type": ("weights_type", [NO_CONVERSION, *get_args(WeightsType)]),
+                 "--cache-type-k": ("cache_type_k", list(get_args(CacheType)))}
+FIELDS = {flag: spec[0] for flag, spec in {**SWEEPS, **CHOICE_SWEEPS}.items()}
 NOT_APPLIED = {"context_size"}  # a smaller context is always faster but holds less: the user's call
+Sweep = list[int] | list[str] | None
 
 
-def parse_sweep(flag: str, raw: str | None) -> list[int] | None:
+def parse_sweep(flag: str, raw: str | None) -> Sweep:
     if raw is None:
         return None
+    if flag in CHOICE_SWEEPS:
+        return parse_choice_sweep(flag, raw)
     field, minimum = SWEEPS[flag]
     values: list[int] = []
     for part in raw.split(","):
@@ -43,27 +50,47 @@ def parse_sweep(flag: str, raw: str | None) -> list[int] | None:
     return list(dict.fromkeys(values))
 
 
-def combinations(sweeps: dict[str, list[int] | None]) -> list[BenchSettings]:
-    axes = [[(SWEEPS[f][0], v) for v in values] if values else [(SWEEPS[f][0], None)] for f, values in sweeps.items()]
+def parse_choice_sweep(flag: str, raw: str) -> list[str]:
+    field, allowed = CHOICE_SWEEPS[flag]
+    values = [part.strip() for part in raw.split(",")]
+    for value in values:
+        if value not in allowed:
+            raise typer.BadParameter(f"'{value}' is not a {field} (choose from {', '.join(allowed)})", param_hint=flag)
+    return list(dict.fromkeys(values))
+
+
+def combinations(sweeps: dict[str, Sweep]) -> list[BenchSettings]:
+    axes = [[(FIELDS[f], v) for v in values] if values else [(FIELDS[f], None)] for f, values in sweeps.items()]
     return [BenchSettings(**dict(combo)) for combo in itertools.product(*axes)]
 
 
-def best_per_model(results: list[BenchResult]) -> dict[str, BenchResult]:
+def ranking_metrics(catalog: ModelCatalog) -> dict[str, str]:
+    """What "fastest" means per model: a model that only routes never generates, so its prompt speed counts."""
+    router = catalog.loaded.config.router
+    route_models = {route.model for route in router.routes.values()} if router else set()
+    only_routes = router.model if router and router.model not in route_models else None
+    return {name: "prefill_tokens_per_s" if name == only_routes else "decode_tokens_per_s" for name in catalog.names}
+
+
+def best_per_model(results: list[BenchResult], metrics: dict[str, str]) -> dict[str, BenchResult]:
     best: dict[str, BenchResult] = {}
     for r in results:
-        if r.skipped is None and r.decode_tokens_per_s is not None:
+        speed = getattr(r, metrics.get(r.model, "decode_tokens_per_s"))
+        if r.skipped is None and speed is not None:
             current = best.get(r.model)
-            if current is None or r.decode_tokens_per_s > (current.decode_tokens_per_s or 0):
+            if current is None or speed > (getattr(current, metrics.get(r.model, "decode_tokens_per_s")) or 0):
                 best[r.model] = r
     return best
 
 
-def render_table(results: list[BenchResult], best: dict[str, BenchResult]) -> Table:
-    table = Table(title="ggroute bench (medians; sorted by decode tokens/s)")
+def render_table(results: list[BenchResult], best: dict[str, BenchResult], metrics: dict[str, str]) -> Table:
+    table = Table(title="ggroute bench (medians; fastest first: decode tokens/s, or prefill for a router that "
+                  "only routes)")
     for col in ("model", "settings", "load s", "prefill tok/s", "decode tok/s", "TTFT s", "peak RSS MB",
                 "estimate MB", ""):
         table.add_column(col, justify="left" if col in ("model", "settings", "") else "right")
-    ordered = sorted(results, key=lambda r: (r.model, r.skipped is not None, -(r.decode_tokens_per_s or 0)))
+    ordered = sorted(results, key=lambda r: (r.model, r.skipped is not None,
+                                             -(getattr(r, metrics.get(r.model, "decode_tokens_per_s")) or 0)))
     for r in ordered:
         mark = "[green]fastest within budget[/]" if best.get(r.model) is r else ""
         if r.skipped:
@@ -128,6 +155,10 @@ def bench(
     ctx: Annotated[str | None, typer.Option("--ctx", help="Sweep context_size, e.g. 2048,4096.")] = None,
     batch: Annotated[str | None, typer.Option("--batch", help="Sweep n_batch, e.g. 128,512.")] = None,
     n_gpu_layers: Annotated[str | None, typer.Option("--n-gpu-layers", help="Sweep n_gpu_layers, e.g. 0,8,-1.")] = None,
+    weights_type: Annotated[str | None, typer.Option(
+        "--weights-type", help="Sweep weights_type, e.g. none,bf16,q8_0 (none: the file as it is).")] = None,
+    cache_type_k: Annotated[str | None, typer.Option(
+        "--cache-type-k", help="Sweep cache_type_k, e.g. f16,q8_0.")] = None,
     as_json: JsonOption = False,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the results as CSV.")] = None,
     apply: Annotated[bool, typer.Option("--apply", help="Write the fastest swept values into config.json.")] = False,
@@ -137,7 +168,8 @@ def bench(
 ) -> None:
     """Measure load time, prefill and decode tokens/s, time to first token and peak RSS per model and setting."""
     sweeps = {flag: parse_sweep(flag, raw) for flag, raw in
-              (("--threads", threads), ("--ctx", ctx), ("--batch", batch), ("--n-gpu-layers", n_gpu_layers))}
+              (("--threads", threads), ("--ctx", ctx), ("--batch", batch), ("--n-gpu-layers", n_gpu_layers),
+               ("--weights-type", weights_type), ("--cache-type-k", cache_type_k))}
     loaded = guarded(lambda: load_config(config))
     catalog = ModelCatalog(loaded)
     names = models or catalog.names
@@ -147,7 +179,8 @@ def bench(
     if plot is not None:
         guarded(_check_matplotlib)  # before measuring, not after minutes of it
     results, interrupted = _measure_all(catalog, names, combinations(sweeps), prompt_tokens, gen_tokens, repeat)
-    best = best_per_model(results)
+    metrics = ranking_metrics(catalog)
+    best = best_per_model(results, metrics)
     advice = timeout_advice(catalog, best)
     payload: dict[str, object] = {"results": [r.row() for r in results], "interrupted": interrupted,
                                   "best": {n: r.settings.label() for n, r in best.items()}, "timeout_advice": advice}
@@ -162,7 +195,7 @@ def bench(
     if as_json:
         emit_json(payload)
     else:
-        _print_report(results, best, advice, payload)
+        _print_report(results, best, metrics, advice, payload)
     if interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -197,7 +230,7 @@ def _measure_one(catalog: ModelCatalog, name: str, settings: BenchSettings, prom
     spec = catalog.spec_with(name, settings.overrides())
     s = spec.settings
     effective = {"n_threads": s.n_threads, "context_size": s.context_size, "n_batch": s.n_batch,
-                 "n_gpu_layers": s.n_gpu_layers}
+                 "n_gpu_layers": s.n_gpu_layers, "weights_type": s.weights_type, "cache_type_k": s.cache_type_k}
     result = BenchResult(name, settings, effective, estimate_mb=round(spec.plan.own_bytes / 1e6, 1))
     result.skipped = skip_reason(spec, settings, prompt_tokens, gen_tokens, catalog.budget_bytes)
     if result.skipped is None:
@@ -218,22 +251,23 @@ def _vs_raw(catalog: ModelCatalog, name: str, repeat: int, gen_tokens: int) -> d
         model.close()
 
 
-def _apply(source: Path, best: dict[str, BenchResult], sweeps: dict[str, list[int] | None]) -> dict[str, object]:
+def _apply(source: Path, best: dict[str, BenchResult], sweeps: dict[str, Sweep]) -> dict[str, object]:
     from ggroute.models.config_edit import apply_model_fields
 
-    swept = [SWEEPS[flag][0] for flag, values in sweeps.items() if values and SWEEPS[flag][0] not in NOT_APPLIED]
+    swept = [FIELDS[flag] for flag, values in sweeps.items() if values and FIELDS[flag] not in NOT_APPLIED]
     updates = {name: {key: result.effective[key] for key in swept} for name, result in best.items()}
     updates = {name: fields for name, fields in updates.items() if fields}
     if not updates:
-        return {"config": str(source), "changed": {}, "note": "nothing to apply: sweep --threads, --batch or "
-                "--n-gpu-layers (context_size is never applied: choose it from the table)"}
+        return {"config": str(source), "changed": {}, "note": "nothing to apply: sweep --threads, --batch, "
+                "--n-gpu-layers, --weights-type or --cache-type-k (context_size is never applied: choose it "
+                "from the table)"}
     backup = guarded(lambda: apply_model_fields(source, updates))
     return {"config": str(source), "changed": updates, "backup": str(backup)}
 
 
-def _print_report(results: list[BenchResult], best: dict[str, BenchResult], advice: list[dict[str, object]],
-                  payload: dict[str, object]) -> None:
-    out.print(render_table(results, best))
+def _print_report(results: list[BenchResult], best: dict[str, BenchResult], metrics: dict[str, str],
+                  advice: list[dict[str, object]], payload: dict[str, object]) -> None:
+    out.print(render_table(results, best, metrics))
     for item in advice:
         line = (f"{item['model']}: max_tokens {item['max_tokens']} at {item['decode_tokens_per_s']:.1f} tok/s "
                 f"takes ~{item['expected_s']} s; timeout_s is {item['timeout_s']}")

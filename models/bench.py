@@ -22,6 +22,9 @@ from ggroute.models.config import load_config
 _FILLER = " The quick brown fox jumps over the lazy dog while the compiler checks every type."
 
 
+NO_CONVERSION = "none"  # --weights-type value: load the file as it is
+
+
 @dataclass(frozen=True)
 class BenchSettings:
     """One combination of the swept settings; None means the config's own value."""
@@ -30,13 +33,20 @@ class BenchSettings:
     context_size: int | None = None
     n_batch: int | None = None
     n_gpu_layers: int | None = None
+    weights_type: str | None = None  # NO_CONVERSION, or a weights_type of config.json
+    cache_type_k: str | None = None
 
-    def overrides(self) -> dict[str, int]:
+    def swept(self) -> dict[str, int | str]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def overrides(self) -> dict[str, object]:
+        """The swept values as config.json fields."""
+        return {k: (None if k == "weights_type" and v == NO_CONVERSION else v) for k, v in self.swept().items()}
+
     def label(self) -> str:
-        short = {"n_threads": "threads", "context_size": "ctx", "n_batch": "batch", "n_gpu_layers": "gpu"}
-        return " ".join(f"{short[k]}={v}" for k, v in self.overrides().items()) or "config"
+        short = {"n_threads": "threads", "context_size": "ctx", "n_batch": "batch", "n_gpu_layers": "gpu",
+                 "weights_type": "weights", "cache_type_k": "keys"}
+        return " ".join(f"{short[k]}={v}" for k, v in self.swept().items()) or "config"
 
 
 @dataclass

@@ -61,11 +61,17 @@ class ModelCatalog:
     def budget_bytes(self) -> int:
         return self.loaded.config.memory_budget_mb * MB
 
-    def path_of(self, name: str) -> Path:
+    def path_of(self, name: str, settings: ModelConfig | None = None) -> Path:
         """The file llama.cpp loads: the configured one, or its `weights_type` copy (converted on first use)."""
         path = resolve_model_path(self.loaded.model_path_ref(name), self.loaded.base_dir).resolve()
-        weights_type = self.loaded.model(name).weights_type
+        weights_type = (settings or self.loaded.model(name)).weights_type
         return path if weights_type is None else convert_weights(path, weights_type)
+
+    def _info(self, path: Path) -> GGUFInfo:
+        info = self._infos.get(path)
+        if info is None:
+            info = self._infos[path] = read_gguf_info(path)
+        return info
 
     def spec(self, name: str) -> ModelSpec:
         cached = self._specs.get(name)
@@ -73,11 +79,8 @@ class ModelCatalog:
             return cached
         settings = self.loaded.model(name)
         path = self.path_of(name)
-        info = self._infos.get(path)
-        if info is None:
-            info = self._infos[path] = read_gguf_info(path)
-        plan = _plan(name, info, settings)
-        spec = self._specs[name] = ModelSpec(name, settings, path, info, plan)
+        info = self._info(path)
+        spec = self._specs[name] = ModelSpec(name, settings, path, info, _plan(name, info, settings))
         return spec
 
     def spec_with(self, name: str, overrides: dict[str, object]) -> ModelSpec:
@@ -89,8 +92,9 @@ class ModelCatalog:
             settings = ModelConfig.model_validate({**base.settings.model_dump(), **overrides})
         except ValidationError as exc:
             raise UsageError(f"invalid settings for model '{name}': {exc.errors()[0]['msg']} ({overrides})") from None
-        plan = _plan(name, base.info, settings)
-        return ModelSpec(name, settings, base.path, base.info, plan)
+        path = base.path if settings.weights_type == base.settings.weights_type else self.path_of(name, settings)
+        info = self._info(path)
+        return ModelSpec(name, settings, path, info, _plan(name, info, settings))
 
     def budget_plan(self) -> BudgetPlan:
         """All models loaded at once, weights of a shared file counted once."""

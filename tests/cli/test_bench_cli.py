@@ -99,6 +99,8 @@ def test_timeout_advice_warns_about_short_timeouts(write_config, test_config) ->
         (["coder", "--threads", "a,2"], "'a' is not an integer"),
         (["coder", "--threads", "0"], "below the smallest n_threads"),
         (["coder", "--n-gpu-layers", "-2"], "below the smallest n_gpu_layers"),
+        (["coder", "--weights-type", "q4_1"], "'q4_1' is not a weights_type"),
+        (["coder", "--cache-type-k", "f16,q5_1"], "'q5_1' is not a cache_type_k"),
     ],
 )
 def test_bad_input_is_a_usage_error(write_config, test_config, args: list[str], message: str) -> None:
@@ -132,3 +134,44 @@ def test_ctrl_c_mid_sweep_prints_what_was_measured(write_config, test_config) ->
     payload = json.loads(stdout)
     assert payload["interrupted"] is True
     assert 0 < len(payload["results"]) < 4
+
+
+def test_weights_and_key_type_sweep_converts_and_applies(write_config, test_config) -> None:
+    config = write_config(test_config)
+    result = invoke("bench", "coder", *TINY, "--weights-type", "none,q8_0", "--cache-type-k", "q8_0", "--apply",
+                    "--json", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    rows = {r["settings"]: r for r in payload["results"]}
+    assert set(rows) == {"weights=none keys=q8_0", "weights=q8_0 keys=q8_0"}
+    assert rows["weights=none keys=q8_0"]["weights_type"] is None
+    assert rows["weights=q8_0 keys=q8_0"]["weights_type"] == "q8_0"
+    # the Q8_0 copy holds ~1.6x the 4-bit file's weights: the plan follows the file actually loaded
+    assert rows["weights=q8_0 keys=q8_0"]["estimate_mb"] > rows["weights=none keys=q8_0"]["estimate_mb"] + 40
+    best = rows[payload["best"]["coder"]]
+    assert best["decode_tokens_per_s"] == max(r["decode_tokens_per_s"] for r in rows.values())
+    coder = json.loads(config.read_text())["models"]["coder"]
+    assert coder["cache_type_k"] == "q8_0" and coder.get("weights_type") == best["weights_type"]
+
+
+def test_a_router_that_only_routes_is_ranked_by_prompt_speed(write_config, test_config) -> None:
+    from ggroute.cli.bench_commands import best_per_model, ranking_metrics
+    from ggroute.models.bench import BenchResult, BenchSettings
+    from ggroute.models.catalog import ModelCatalog
+    from ggroute.models.config import load_config
+
+    test_config["models"]["router"] = dict(test_config["models"]["coder"])
+    test_config["router"] = {"routes": {"coder": {"model": "coder", "description": "software"},
+                                        "algorithm": {"model": "algorithm", "description": "algorithms"}},
+                             "default_route": "coder"}
+    metrics = ranking_metrics(ModelCatalog(load_config(write_config(test_config))))
+    assert metrics == {"coder": "decode_tokens_per_s", "algorithm": "decode_tokens_per_s",
+                       "router": "prefill_tokens_per_s"}
+    fast_prompt = BenchResult("router", BenchSettings(weights_type="bf16"), prefill_tokens_per_s=900.0,
+                              decode_tokens_per_s=40.0)
+    fast_decode = BenchResult("router", BenchSettings(weights_type="none"), prefill_tokens_per_s=300.0,
+                              decode_tokens_per_s=60.0)
+    assert best_per_model([fast_decode, fast_prompt], metrics)["router"] is fast_prompt
+    coder = [BenchResult("coder", BenchSettings(n_threads=n), prefill_tokens_per_s=p, decode_tokens_per_s=d)
+             for n, p, d in ((1, 900.0, 40.0), (2, 300.0, 60.0))]
+    assert best_per_model(coder, metrics)["coder"] is coder[1]
