@@ -104,6 +104,12 @@ class CalibrationConfig(_Strict):
 
 class RouterConfig(_Strict):
     model: str = Field("router", description="Name of the model that classifies tasks.")
+    instruction: str = Field(
+        "Classify each programming task into exactly one category.",
+        min_length=1,
+        description="First line of the router's prompt, before the route descriptions and examples; naming the "
+        "routes in it helps a small router. Refit the calibration after changing it.",
+    )
     routes: dict[str, RouteConfig] = Field(..., min_length=1, description="Route name -> route.")
     default_route: str = Field(..., description="Route used when the router is unsure or unavailable.")
     min_confidence: float = Field(

@@ -1,8 +1,8 @@
 """The route decision: one forward pass of the router model, no free text generated.
 
-The prompt is a fixed instruction with the route descriptions and few-shot examples (the prefix), then the task,
-then "Category:". The next-token logits of each route's label token are read and softmaxed over those labels
-only. The prefix's KV state is computed once and reused for every later task (common-prefix reuse in the
+The prompt is the configured instruction with the route descriptions and few-shot examples (the prefix), then
+the task, then "Category:". The next-token logits of each route's label token are read and softmaxed over those
+labels only. The prefix's KV state is computed once and reused for every later task (common-prefix reuse in the
 llama.cpp context). A task longer than `max_task_tokens` (or than the context left after the prefix) is cut to
 its head and tail: route latency is the prompt processing of the task, so this bounds it. Probabilities are
 calibrated either with a scale and per-route offsets fitted on labeled tasks (`router.calibration`, from
@@ -42,7 +42,7 @@ class Decision:
 
 
 def build_prefix(router: RouterConfig) -> str:
-    lines = ["Classify each programming task into exactly one category.", "", "Categories:"]
+    lines = [" ".join(router.instruction.split()), "", "Categories:"]
     for name, route in router.routes.items():
         lines.append(f"- {name}: {route.description}")
     lines.append("")
