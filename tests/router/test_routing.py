@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from ggroute.models.config import parse_config
+from ggroute.models.config import RouterConfig, parse_config
 from ggroute.models.errors import ConfigError, UsageError
 from ggroute.router.pipeline import Pipeline
 from ggroute.router.routing import RouteOutcome
 
-from .conftest import load
+from .conftest import SHIPPED, load
 
 CLEAR_CASES = [
     ("Find the shortest path between two nodes in a weighted graph with Dijkstra's algorithm", "algorithm"),
@@ -141,6 +143,16 @@ def test_third_route_by_config_only(routed_config) -> None:
     assert set(outcome.probabilities) == {"coder", "algorithm", "general"}
     assert sum(outcome.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
     assert outcome.route == "general"
+
+
+def test_prefix_starts_with_the_configured_instruction() -> None:
+    from ggroute.router.classify import build_prefix
+
+    data = json.loads(json.dumps(SHIPPED["router"]))
+    data["instruction"] = "Sort these   tasks\ninto two piles."
+    prefix = build_prefix(RouterConfig.model_validate(data))
+    assert prefix.startswith("Sort these tasks into two piles.\n\nCategories:\n- coder: ")
+    assert prefix.endswith("Category: algorithm\nTask:")
 
 
 def test_route_naming_unknown_model_is_a_config_error(routed_config) -> None:
