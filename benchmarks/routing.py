@@ -4,13 +4,15 @@
 
 --fit-on fits router.calibration on FILE first (as `ggroute eval routing FILE --fit` does) and evaluates with it.
 
-Latency is per decision after the first (the first also builds the cached few-shot prefix).
+Latency is per decision after the first (the first also builds the cached few-shot prefix). `task_tokens` is
+the length of the tasks as the router tokenizes them, before the cut to router.max_task_tokens.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from _overrides import load_with_overrides
 
 from ggroute.models.config import LoadedConfig
 from ggroute.router.calibrate import fit_calibration
-from ggroute.router.evaluate import evaluate_routing, read_labeled
+from ggroute.router.evaluate import evaluate_routing, percentile, read_labeled
 from ggroute.router.pipeline import Pipeline
 
 DEFAULT_FILES = ["tests/data/routing_dev.jsonl", "tests/data/routing_holdout.jsonl", "tests/data/routing_fresh.jsonl"]
@@ -52,11 +54,18 @@ def main() -> None:
         started = time.perf_counter()
         pipeline.route("warm-up: load the router model and build the prefix")
         first_s = time.perf_counter() - started
+        classifier = pipeline.router._classifier
+        assert classifier is not None, "the warm-up decision fell back: the router model is unavailable"
         for path in args.files:
-            report = evaluate_routing(pipeline.router, read_labeled(Path(path), list(router.routes)))
+            rows = read_labeled(Path(path), list(router.routes))
+            report = evaluate_routing(pipeline.router, rows)
+            lengths = [len(classifier.tokenize_task(row.task)) for row in rows]
             print(json.dumps({"file": path, "router_model": router.model, "n": report.n,
                               "accuracy": report.accuracy, "fallbacks": report.fallbacks,
                               "latency_ms": report.latency_ms, "per_route": report.per_route,
+                              "task_tokens": {"p50": statistics.median(lengths), "p95": percentile(lengths, 0.95),
+                                              "over_max_task_tokens": sum(n > router.max_task_tokens
+                                                                          for n in lengths)},
                               "first_request_s": round(first_s, 2), "misses": len(report.misses)}))
 
 

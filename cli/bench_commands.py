@@ -72,13 +72,17 @@ def ranking_metrics(catalog: ModelCatalog) -> dict[str, str]:
     return {name: "prefill_tokens_per_s" if name == only_routes else "decode_tokens_per_s" for name in catalog.names}
 
 
+def _speed(result: BenchResult, metrics: dict[str, str]) -> float | None:
+    return getattr(result, metrics.get(result.model, "decode_tokens_per_s"))
+
+
 def best_per_model(results: list[BenchResult], metrics: dict[str, str]) -> dict[str, BenchResult]:
     best: dict[str, BenchResult] = {}
     for r in results:
-        speed = getattr(r, metrics.get(r.model, "decode_tokens_per_s"))
+        speed = _speed(r, metrics)
         if r.skipped is None and speed is not None:
             current = best.get(r.model)
-            if current is None or speed > (getattr(current, metrics.get(r.model, "decode_tokens_per_s")) or 0):
+            if current is None or speed > (_speed(current, metrics) or 0):
                 best[r.model] = r
     return best
 
@@ -89,8 +93,7 @@ def render_table(results: list[BenchResult], best: dict[str, BenchResult], metri
     for col in ("model", "settings", "load s", "prefill tok/s", "decode tok/s", "TTFT s", "peak RSS MB",
                 "estimate MB", ""):
         table.add_column(col, justify="left" if col in ("model", "settings", "") else "right")
-    ordered = sorted(results, key=lambda r: (r.model, r.skipped is not None,
-                                             -(getattr(r, metrics.get(r.model, "decode_tokens_per_s")) or 0)))
+    ordered = sorted(results, key=lambda r: (r.model, r.skipped is not None, -(_speed(r, metrics) or 0)))
     for r in ordered:
         mark = "[green]fastest within budget[/]" if best.get(r.model) is r else ""
         if r.skipped:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from ggroute.models.catalog import ModelCatalog, ModelSpec
 from ggroute.models.config import load_config
+from ggroute.models.memory import key_type_problem
 
 _FILLER = " The quick brown fox jumps over the lazy dog while the compiler checks every type."
 
@@ -85,6 +86,9 @@ def skip_reason(spec: ModelSpec, settings: BenchSettings, prompt_tokens: int, ge
     if prompt_tokens + gen_tokens > spec.settings.context_size:
         return (f"prompt {prompt_tokens} + {gen_tokens} generated tokens exceed context_size "
                 f"{spec.settings.context_size}")
+    key_problem = key_type_problem(spec.info, spec.settings.cache_type_k)
+    if key_problem is not None:
+        return key_problem
     if spec.plan.own_bytes > budget_bytes:
         return f"needs ~{spec.plan.own_bytes / 1e6:.0f} MB, over memory_budget_mb ({budget_bytes / 1e6:.0f} MB)"
     return None

@@ -9,10 +9,10 @@ from pydantic import ValidationError
 
 from ggroute.models.config import LoadedConfig, ModelConfig
 from ggroute.models.convert import convert_weights
-from ggroute.models.errors import UsageError
+from ggroute.models.errors import ConfigError, UsageError
 from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
 from ggroute.models.locate import resolve_model_path
-from ggroute.models.memory import ModelPlan, plan_model
+from ggroute.models.memory import ModelPlan, key_type_problem, plan_model
 
 MB = 1_000_000
 
@@ -80,6 +80,9 @@ class ModelCatalog:
         settings = self.loaded.model(name)
         path = self.path_of(name)
         info = self._info(path)
+        problem = key_type_problem(info, settings.cache_type_k)
+        if problem is not None:
+            raise ConfigError(f"{self.loaded.source}: models.{name}.cache_type_k: {problem}")
         spec = self._specs[name] = ModelSpec(name, settings, path, info, _plan(name, info, settings))
         return spec
 

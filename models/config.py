@@ -107,8 +107,8 @@ class RouterConfig(_Strict):
     instruction: str = Field(
         "Classify each programming task into exactly one category.",
         min_length=1,
-        description="First line of the router's prompt, before the route descriptions and examples; naming the "
-        "routes in it helps a small router. Refit the calibration after changing it.",
+        description="First line of the router's prompt, before the route descriptions and examples. Measure a "
+        "new wording with `ggroute eval routing` and refit the calibration after changing it.",
     )
     routes: dict[str, RouteConfig] = Field(..., min_length=1, description="Route name -> route.")
     default_route: str = Field(..., description="Route used when the router is unsure or unavailable.")

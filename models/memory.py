@@ -18,6 +18,7 @@ from ggroute.models.gguf_info import GGUFInfo
 KV_ELEMENT_BYTES = 2  # llama.cpp's default KV cache type is f16
 # Bytes per element of each cache type; q8_0 and q4_0 store blocks of 32 values with one f16 scale.
 CACHE_TYPE_BYTES = {"f16": 2.0, "bf16": 2.0, "f32": 4.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+_CACHE_TYPE_BLOCK = {"q8_0": 32, "q4_0": 32}
 KV_TABLE_CONTEXTS = (2048, 4096, 8192, 16384, 32768)
 _CELL_PAD = 256  # llama.cpp pads the KV cache to a multiple of 256 cells
 # Fitted to resident memory after a context-filling request (benchmarks/memory_estimate.py), rounded up so
@@ -30,6 +31,16 @@ _ATTENTION_BYTES = 6  # per batch token x KV cell x (heads + 1): scores, softmax
 
 def _pad(n: int, to: int) -> int:
     return (n + to - 1) // to * to
+
+
+def key_type_problem(info: GGUFInfo, key_type: str) -> str | None:
+    """Why this model's keys cannot be stored as `key_type`: ggml sizes quantized rows in whole blocks and only
+    assert()s it, which release builds compile out, so llama.cpp would not say so itself."""
+    block = _CACHE_TYPE_BLOCK.get(key_type)
+    if block is not None and info.key_length % block:
+        return (f"cache_type_k {key_type} stores keys in blocks of {block} values, but this model's key length is "
+                f"{info.key_length}: use f16")
+    return None
 
 
 def kv_cache_bytes(

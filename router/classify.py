@@ -109,8 +109,12 @@ class RouteClassifier:
             firsts[token] = name
         return list(firsts)
 
+    def tokenize_task(self, task: str) -> list[int]:
+        """The task as the router reads it, before any cut."""
+        return self.model.tokenize(" " + " ".join(task.split()), add_bos=False, special=False)
+
     def _task_tokens(self, task: str) -> tuple[list[int], bool]:
-        tokens = self.model.tokenize(" " + " ".join(task.split()), add_bos=False, special=False)
+        tokens = self.tokenize_task(task)
         if len(tokens) <= self.task_budget:
             return tokens, False
         keep = self.task_budget - len(self.elision_tokens)

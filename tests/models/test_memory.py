@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from ggroute.models import catalog as catalog_module
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import GEMMA3_PATH, SMOLLM2_PATH, load_config
+from ggroute.models.errors import ConfigError
 from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
 from ggroute.models.locate import resolve_model_path
-from ggroute.models.memory import KV_TABLE_CONTEXTS, kv_cache_bytes, kv_table, plan_model
+from ggroute.models.memory import KV_TABLE_CONTEXTS, key_type_problem, kv_cache_bytes, kv_table, plan_model
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +114,27 @@ def test_budget_plan_counts_shared_weights_once(write_config) -> None:
     assert plan.fits == (expected <= 1_000_000_000)
     # The two SmolLM2 roles really are one file, parsed once.
     assert catalog.spec("router").info is catalog.spec("coder").info
+
+
+def _with_key_length(info: GGUFInfo, key_length: int) -> GGUFInfo:
+    metadata = {**info.metadata, f"{info.architecture}.attention.key_length": key_length}
+    return dataclasses.replace(info, metadata=metadata)
+
+
+def test_quantized_keys_need_a_key_length_in_whole_blocks(smollm2_info: GGUFInfo) -> None:
+    assert key_type_problem(smollm2_info, "q8_0") is None  # key length 64
+    odd = _with_key_length(smollm2_info, 80)  # e.g. Phi-2's head size
+    assert odd.key_length == 80
+    assert key_type_problem(odd, "f16") is None
+    assert key_type_problem(odd, "q8_0") == (
+        "cache_type_k q8_0 stores keys in blocks of 32 values, but this model's key length is 80: use f16")
+
+
+def test_catalog_refuses_quantized_keys_that_do_not_fill_whole_blocks(write_config, test_config, smollm2_info,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # fault injection: a model with 80-wide keys, which q8_0 blocks of 32 cannot hold
+    monkeypatch.setattr(catalog_module, "read_gguf_info", lambda path: _with_key_length(smollm2_info, 80))
+    test_config["models"]["coder"]["cache_type_k"] = "q8_0"
+    catalog = ModelCatalog(load_config(write_config(test_config)))
+    with pytest.raises(ConfigError, match=r"models\.coder\.cache_type_k: cache_type_k q8_0 stores keys in blocks"):
+        catalog.spec("coder")
