@@ -1,4 +1,4 @@
-"""Decode and prefill tokens/s through ggroute vs llama-cpp-python called directly (models/bench_raw.py).
+"""Decode and prefill tokens/s through ggroute vs llama-cpp-python called directly (evals/bench_raw.py).
 
 Same Llama object, same prompt tokens, same sampler settings and stop strings; the two sides alternate
 (A, B, A, B, ...) in one run and the KV cache is reset before every request so both do the full prefill.
@@ -13,10 +13,10 @@ import argparse
 import dataclasses
 import json
 
-from ggroute.models.bench_raw import compare_with_raw
+from ggroute.evals.bench_raw import compare_with_raw
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import load_config
-from ggroute.models.engine import load_model
+from ggroute.models.llamacpp.model import load_llama_model
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--config", default=None)
     args = parser.parse_args()
-    model = load_model(ModelCatalog(load_config(args.config)).spec(args.model))
+    model = load_llama_model(ModelCatalog(load_config(args.config)).spec(args.model))
     try:
         comparison = compare_with_raw(model, repeat=args.repeat, max_tokens=args.max_tokens,
                                       on_pair=lambda run: print(json.dumps(dataclasses.asdict(run))))

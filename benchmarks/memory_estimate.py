@@ -23,13 +23,13 @@ GENERATE = 32
 
 
 def measure_one(config: str | None, overrides: list[str], name: str) -> dict[str, object]:
-    from ggroute.models.engine import load_model
+    from ggroute.models.llamacpp.model import load_llama_model
 
     catalog = ModelCatalog(load_with_overrides(config, overrides))
     spec = catalog.spec(name)
     process = psutil.Process()
     before = process.memory_info().rss
-    model = load_model(spec)
+    model = load_llama_model(spec)
     after_load = process.memory_info().rss
     llama = model.llama
     filler = llama.tokenize(b" the quick brown fox jumps over the lazy dog", add_bos=False)

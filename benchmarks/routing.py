@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from _overrides import load_with_overrides
 
+from ggroute.evals.routing_eval import evaluate_routing, percentile, read_labeled
 from ggroute.models.config import LoadedConfig
 from ggroute.router.calibrate import fit_calibration
-from ggroute.router.evaluate import evaluate_routing, percentile, read_labeled
 from ggroute.router.pipeline import Pipeline
 
 DEFAULT_FILES = ["tests/data/routing_dev.jsonl", "tests/data/routing_holdout.jsonl", "tests/data/routing_fresh.jsonl"]

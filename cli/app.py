@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from ggroute.cli import render
+from ggroute.core.errors import ConfigError, GgrouteError, UsageError
 from ggroute.models.config import LoadedConfig, load_config
-from ggroute.models.errors import ConfigError, GgrouteError, UsageError
 from ggroute.models.generate import RequestOptions
 from ggroute.models.metrics import GenerationResult
 

@@ -14,10 +14,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ggroute.cli.app import EXIT_INTERRUPTED, ConfigOption, JsonOption, app, emit_json, err, fail, guarded, out
-from ggroute.models.bench import NO_CONVERSION, BenchResult, BenchSettings, measure_in_child, skip_reason
+from ggroute.core.errors import UnknownModelError, UsageError
+from ggroute.evals.bench import NO_CONVERSION, BenchResult, BenchSettings, measure_in_child, skip_reason
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import CacheType, WeightsType, load_config
-from ggroute.models.errors import UnknownModelError, UsageError
 
 # Swept flag -> (config field, smallest allowed value)
 SWEEPS = {"--threads": ("n_threads", 1), "--ctx": ("context_size", 64), "--batch": ("n_batch", 1),
@@ -244,10 +244,10 @@ def _measure_one(catalog: ModelCatalog, name: str, settings: BenchSettings, prom
 
 
 def _vs_raw(catalog: ModelCatalog, name: str, repeat: int, gen_tokens: int) -> dict[str, object]:
-    from ggroute.models.bench_raw import compare_with_raw
-    from ggroute.models.engine import load_model
+    from ggroute.evals.bench_raw import compare_with_raw
+    from ggroute.models.llamacpp.model import load_llama_model
 
-    model = guarded(lambda: load_model(catalog.spec(name)))
+    model = guarded(lambda: load_llama_model(catalog.spec(name)))
     try:
         return compare_with_raw(model, repeat=max(repeat, 3), max_tokens=gen_tokens).summary()
     finally:

@@ -111,7 +111,7 @@ def eval_routing(
     fit: Annotated[bool, typer.Option("--fit", help="Also fit router.calibration on this file and print it.")] = False,
 ) -> None:
     """Accuracy, per-route precision and recall, confusion matrix, fallbacks and latency on a labeled file."""
-    from ggroute.router.evaluate import evaluate_routing, read_labeled
+    from ggroute.evals.routing_eval import evaluate_routing, read_labeled
 
     with _pipeline(config) as pipeline:
         routes = list(pipeline.router.require_config().routes)
@@ -145,7 +145,7 @@ def eval_routing(
 def _fit(report, routes: list[str]) -> dict[str, object]:  # noqa: ANN001 - RoutingReport
     import numpy as np
 
-    from ggroute.models.errors import UsageError
+    from ggroute.core.errors import UsageError
     from ggroute.router.calibrate import accuracy, fit_calibration
 
     scored = [(row, label) for row, label in zip(report.label_logits, report.labels, strict=True) if row]

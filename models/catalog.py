@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ggroute.core.errors import ConfigError, UsageError
 from ggroute.models.config import LoadedConfig, ModelConfig
 from ggroute.models.convert import convert_weights
-from ggroute.models.errors import ConfigError, UsageError
 from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
 from ggroute.models.locate import resolve_model_path
 from ggroute.models.memory import ModelPlan, key_type_problem, plan_model

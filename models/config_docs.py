@@ -38,7 +38,7 @@ def _is_model(factory: object) -> bool:
 
 
 def markdown_reference(sections: list[tuple[str, type[BaseModel]]] = SECTIONS) -> str:
-    """One table per schema section; also used for the suite file reference (router/suite_docs.py)."""
+    """One table per schema section; also used for the suite file reference (evals/suite_docs.py)."""
     out: list[str] = []
     for title, model in sections:
         out += [f"### {title}", "", "| field | default | constraints | description |", "|---|---|---|---|"]

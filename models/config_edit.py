@@ -8,14 +8,14 @@ previous file is kept beside it with a timestamp, and the result is validated be
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ggroute.core.errors import ConfigError
+from ggroute.core.files import write_atomic
 from ggroute.models.config import parse_config
-from ggroute.models.errors import ConfigError
 
 _WS = re.compile(r"\s*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -141,7 +141,5 @@ def apply_model_fields(path: Path, updates: dict[str, dict[str, object]]) -> Pat
     parse_config(updated, path)  # never write a config that would not load
     backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
     backup.write_text(original, encoding="utf-8")
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(updated, encoding="utf-8")
-    os.replace(partial, path)
+    write_atomic(path, updated)
     return backup

@@ -1,18 +1,19 @@
-"""Generate with one model under its limits: max_tokens, stop strings plus the model's EOG tokens, and a
-wall-clock timeout over the whole request (prompt processing included, through llama.cpp's abort callback)."""
+"""Generate with one model under its limits: max_tokens, stop strings plus the model's end-of-text, and a
+wall-clock timeout over the whole request (prompt processing included: the backend polls the deadline).
+
+Works on any `Backend` (models/backend.py); figures are measured here, the same way for every backend."""
 
 from __future__ import annotations
 
-import codecs
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ggroute.models.engine import LoadedModel
-from ggroute.models.errors import GenerationError, PromptTooLongError, UsageError
+from ggroute.core.errors import GenerationError, PromptTooLongError
+from ggroute.core.tasks import validate_task
+from ggroute.models.backend import Backend, EndOfText, PromptEvaluated
 from ggroute.models.metrics import FinishReason, GenerationResult, Limits, Timings, Usage, rate
-from ggroute.models.prompt import prepare_prompt
 
 _PREVIEW_CHARS = 200
 
@@ -55,32 +56,12 @@ class _StopScanner:
         return out
 
 
-def _reused_prefix(model: LoadedModel, tokens: list[int]) -> int:
-    """Prompt tokens llama-cpp-python's generate() will take from the KV cache instead of evaluating.
-
-    Mirrors its rule: reuse the longest common prefix with what is in the cache, but always evaluate at
-    least one token so that fresh logits exist (unless the exact prompt is cached with live logits).
-    """
-    llama = model.llama
-    common = model.cached_prefix_length(tokens)
-    if common < len(tokens):
-        return common
-    exact_live = llama.n_tokens == len(tokens) and not llama._requires_eval
-    return len(tokens) if exact_live else common - 1
-
-
-def validate_task(task: str) -> str:
-    if not task or not task.strip():
-        raise UsageError("the task is empty: give the text of the task (or '-' to read it from stdin)")
-    return task
-
-
 class Generation:
     """Iterate to stream text pieces; `result` is set once iteration ends."""
 
     def __init__(
         self,
-        model: LoadedModel,
+        model: Backend,
         task: str,
         options: RequestOptions | None = None,
         *,
@@ -97,7 +78,7 @@ class Generation:
         self.cancel = cancel or threading.Event()
         self.load_s = load_s
         self.evicted = evicted or []
-        self.prompt = prepare_prompt(model, task)
+        self.prompt = model.prepare(task)
         self.limits = Limits(
             max_tokens=options.max_tokens or settings.max_tokens,
             timeout_s=options.timeout_s or settings.timeout_s,
@@ -105,17 +86,17 @@ class Generation:
             stop=list(dict.fromkeys([*settings.stop, *self.prompt.stop])),
         )
         if len(self.prompt.tokens) >= settings.context_size:
-            raise PromptTooLongError(model.name, len(self.prompt.tokens), settings.context_size)
+            raise PromptTooLongError(model.spec.name, len(self.prompt.tokens), settings.context_size)
         self.result: GenerationResult | None = None
 
     def __iter__(self) -> Iterator[str]:
-        with self.model.lock:
-            yield from self._run()
+        return self._run()
 
     def run(self) -> GenerationResult:
         for _ in self:
             pass
-        assert self.result is not None
+        if self.result is None:  # iteration ended without setting it: a bug, not a user error
+            raise GenerationError(f"generation on model '{self.model.spec.name}' ended without a result")
         return self.result
 
     def _interrupted(self) -> FinishReason | None:
@@ -126,56 +107,45 @@ class Generation:
         return None
 
     def _run(self) -> Iterator[str]:
-        llama, tokens = self.model.llama, self.prompt.tokens
+        tokens = self.prompt.tokens
         room = min(self.limits.max_tokens, self.limits.context_size - len(tokens))
         scanner = _StopScanner(self.limits.stop)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        settings = self.model.spec.settings
-        if settings.temperature > 0:
-            llama.set_seed(settings.seed)
-        evaluated = len(tokens) - _reused_prefix(self.model, tokens)
         finish: FinishReason | None = self._interrupted()
-        sampled = completion = 0
+        cached = sampled = completion = 0
         t_prefill = time.perf_counter()
         t_first = t_last = None
-        stream = llama.generate(tokens, temp=settings.temperature, top_k=40, top_p=0.95, min_p=0.05)
-        try:
-            while finish is None:
-                try:
-                    if t_first is None:
-                        with self.model.abortable(lambda: self._interrupted() is not None):
-                            token = next(stream)
-                        t_first = time.perf_counter()
-                    else:
-                        token = next(stream)
-                except RuntimeError as exc:  # llama_decode failed, or was aborted by the callback
+        if finish is None:
+            events = self.model.stream(self.prompt, room, lambda: self._interrupted() is not None)
+            try:
+                for event in events:
+                    if isinstance(event, PromptEvaluated):
+                        cached = event.cached_tokens
+                        continue
+                    t_last = time.perf_counter()
+                    t_first = t_first or t_last
+                    if isinstance(event, EndOfText):
+                        sampled += 1
+                        finish = "stop"
+                        break
+                    sampled += event.tokens
+                    completion += event.tokens
+                    text, hit = scanner.feed(event.text)
+                    if text:
+                        yield text
+                    finish = "stop" if hit else "length" if completion >= room else self._interrupted()
+                    if finish is not None:
+                        break
+                else:  # the backend ended the stream: prompt processing was stopped
                     finish = self._interrupted()
                     if finish is None:
-                        raise GenerationError(f"llama.cpp failed on model '{self.model.name}': {exc}") from exc
-                    break
-                t_last = time.perf_counter()
-                sampled += 1
-                if self.model.is_end_of_generation(token):
-                    finish = "stop"
-                    break
-                completion += 1
-                text, hit = scanner.feed(decoder.decode(llama.detokenize([token], special=False)))
-                if text:
-                    yield text
-                if hit:
-                    finish = "stop"
-                elif completion >= room:
-                    finish = "length"
-                else:
-                    finish = self._interrupted()
-        finally:
-            stream.close()
-        if not scanner.stopped:
-            scanner.feed(decoder.decode(b"", final=True))
+                        raise GenerationError(f"model '{self.model.spec.name}' ended its output without a reason")
+            finally:
+                events.close()
         tail = scanner.finish()
         if tail:
             yield tail
-        self.result = self._result(scanner.text, finish, completion, sampled, evaluated, t_prefill, t_first, t_last)
+        self.result = self._result(scanner.text, finish, completion, sampled, len(tokens) - cached, t_prefill,
+                                   t_first, t_last)
 
     def _result(self, text: str, finish: FinishReason, completion: int, sampled: int, evaluated: int,
                 t_prefill: float, t_first: float | None, t_last: float | None) -> GenerationResult:
@@ -187,7 +157,7 @@ class Generation:
         cached = prompt_tokens - evaluated if t_first is not None else 0
         load_s = self.load_s
         return GenerationResult(
-            model=self.model.name,
+            model=self.model.spec.name,
             text=text,
             finish_reason=finish,
             usage=Usage(prompt_tokens=prompt_tokens, cached_prompt_tokens=cached, completion_tokens=completion),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ggroute.models.errors import ModelFileError
+from ggroute.core.errors import ModelFileError
 
 GGUF_MAGIC = b"GGUF"
 _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -46,6 +46,17 @@ class GGUFInfo:
     def _arch_key(self, suffix: str) -> object | None:
         return self.metadata.get(f"{self.architecture}.{suffix}")
 
+    def _required_int(self, suffix: str) -> int:
+        """An architecture key the memory plan cannot do without: missing is an error, never 0."""
+        key = f"{self.architecture}.{suffix}"
+        value = self.metadata.get(key)
+        if value is None:
+            raise ModelFileError(
+                f"{self.path}: GGUF header has no '{key}', so its KV cache size cannot be estimated: "
+                "re-convert the model with a current llama.cpp (convert_hf_to_gguf.py)"
+            )
+        return _first_int(value)
+
     @property
     def architecture(self) -> str:
         return str(self.metadata.get("general.architecture", "unknown"))
@@ -56,7 +67,7 @@ class GGUFInfo:
 
     @property
     def n_layers(self) -> int:
-        return int(self._arch_key("block_count") or 0)
+        return self._required_int("block_count")
 
     @property
     def n_ctx_train(self) -> int:
@@ -64,11 +75,11 @@ class GGUFInfo:
 
     @property
     def n_embd(self) -> int:
-        return int(self._arch_key("embedding_length") or 0)
+        return self._required_int("embedding_length")
 
     @property
     def n_head(self) -> int:
-        return _first_int(self._arch_key("attention.head_count"))
+        return self._required_int("attention.head_count")
 
     def n_head_kv_per_layer(self) -> list[int]:
         value = self._arch_key("attention.head_count_kv")
@@ -104,7 +115,7 @@ class GGUFInfo:
         tokens = self.metadata.get("tokenizer.ggml.tokens")
         if isinstance(tokens, ArrayInfo):
             return tokens.length
-        return int(self._arch_key("vocab_size") or 0)
+        return self._required_int("vocab_size")
 
     @property
     def chat_template(self) -> str | None:

@@ -14,7 +14,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-from ggroute.models.errors import ModelFileError
+from ggroute.core.errors import ModelFileError
+from ggroute.core.files import atomic_target
 
 PACKAGE_PREFIX = "pkg:"
 CACHE_ENV = "GGROUTE_CACHE_DIR"
@@ -73,13 +74,9 @@ def _assembled_file(module: str, ref: str) -> Path:
     target = cache_dir() / module / name
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(target.suffix + f".partial-{os.getpid()}")
     try:
-        assemble(output_path=partial, overwrite=True)
-        os.replace(partial, target)
+        with atomic_target(target) as partial:
+            assemble(output_path=partial, overwrite=True)
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"model path '{ref}': assembling the model into {target} failed: {exc}") from exc
-    finally:
-        partial.unlink(missing_ok=True)
     return target

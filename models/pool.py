@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ggroute.core.errors import OverBudgetError, PoolBusyError
+from ggroute.models import backend as backends
+from ggroute.models.backend import Backend, Loader
 from ggroute.models.catalog import ModelCatalog, ModelSpec
-from ggroute.models.engine import LoadedModel, load_model
-from ggroute.models.errors import OverBudgetError, PoolBusyError
-
-Loader = Callable[[ModelSpec], LoadedModel]
 
 
 @dataclass
 class _Entry:
-    model: LoadedModel
+    model: Backend
     in_use: int = 0
 
 
@@ -31,13 +30,13 @@ class _Entry:
 class Lease:
     """A model handed to one request, with what it cost to get it."""
 
-    model: LoadedModel
+    model: Backend
     load_s: float | None = None  # set when this request loaded it
     evicted: list[str] = field(default_factory=list)
 
 
 class ModelPool:
-    def __init__(self, catalog: ModelCatalog, loader: Loader = load_model) -> None:
+    def __init__(self, catalog: ModelCatalog, loader: Loader | None = None) -> None:
         self.catalog = catalog
         self._loader = loader
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
@@ -74,7 +73,7 @@ class ModelPool:
             if spec.plan.own_bytes > budget:
                 raise OverBudgetError(name, spec.plan.own_bytes, budget, spec.settings.context_size)
             evicted = self._evict_for(spec, budget)
-            model = self._loader(spec)
+            model = (self._loader or backends.load_backend)(spec)
             self._entries[name] = _Entry(model, in_use=1)
             return Lease(model, load_s=model.load_s, evicted=evicted)
 

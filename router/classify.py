@@ -12,18 +12,20 @@ calibration): the router's bias toward a label with no task at all is divided ou
 
 from __future__ import annotations
 
-import ctypes
 import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
+from ggroute.core.errors import ConfigError, PromptTooLongError, RouterModelError
+from ggroute.core.tasks import validate_task
+from ggroute.models.backend import ScoringModel
 from ggroute.models.config import RouterConfig
-from ggroute.models.engine import LoadedModel
-from ggroute.models.errors import ConfigError, PromptTooLongError, UsageError
 from ggroute.router.prefix_cache import restore_prefix, save_prefix
 
+FloatArray = npt.NDArray[np.float64]
 _CONTENT_FREE = ("N/A", "", "[task]")
 _ELISION = " [...] "
 
@@ -64,17 +66,17 @@ def _interleave(by_route: dict[str, list[str]]) -> list[tuple[str, str]]:
 
 
 class RouteClassifier:
-    def __init__(self, model: LoadedModel, router: RouterConfig) -> None:
+    def __init__(self, model: ScoringModel, router: RouterConfig) -> None:
         self.model = model
         self.router = router
         self.routes = list(router.routes)
-        self.prefix_tokens = model.tokenize(build_prefix(router), add_bos=True, special=False)
-        self.suffix_tokens = model.tokenize("\nCategory:", add_bos=False, special=False)
-        self.elision_tokens = model.tokenize(_ELISION, add_bos=False, special=False)
+        self.prefix_tokens = model.tokenize(build_prefix(router), add_bos=True)
+        self.suffix_tokens = model.tokenize("\nCategory:", add_bos=False)
+        self.elision_tokens = model.tokenize(_ELISION, add_bos=False)
         self.label_tokens = self._label_tokens()
         budget = model.spec.settings.context_size - len(self.prefix_tokens) - len(self.suffix_tokens) - 1
         if budget < 16:
-            raise PromptTooLongError(model.name, len(self.prefix_tokens) + 16, model.spec.settings.context_size)
+            raise PromptTooLongError(model.spec.name, len(self.prefix_tokens) + 16, model.spec.settings.context_size)
         self.task_budget = min(budget, router.max_task_tokens)
         self.prefix_restored = self._prime_prefix()
         calibration = router.calibration
@@ -87,20 +89,18 @@ class RouteClassifier:
 
     def _prime_prefix(self) -> bool:
         """Get the prefix into the KV cache: already there, from the disk cache (True), or computed and saved."""
-        llama = self.model.llama
         if self.model.cached_prefix_length(self.prefix_tokens) == len(self.prefix_tokens):
             return False
         if restore_prefix(self.model, self.prefix_tokens):
             return True
-        llama.n_tokens = 0
-        llama.eval(self.prefix_tokens)
+        self.model.evaluate(self.prefix_tokens)
         save_prefix(self.model, self.prefix_tokens)
         return False
 
     def _label_tokens(self) -> list[int]:
         firsts: dict[int, str] = {}
         for name in self.routes:
-            token = self.model.tokenize(" " + name, add_bos=False, special=False)[0]
+            token = self.model.tokenize(" " + name, add_bos=False)[0]
             if token in firsts:
                 raise ConfigError(
                     f"routes '{firsts[token]}' and '{name}' begin with the same token for the router model: "
@@ -111,7 +111,7 @@ class RouteClassifier:
 
     def tokenize_task(self, task: str) -> list[int]:
         """The task as the router reads it, before any cut."""
-        return self.model.tokenize(" " + " ".join(task.split()), add_bos=False, special=False)
+        return self.model.tokenize(" " + " ".join(task.split()), add_bos=False)
 
     def _task_tokens(self, task: str) -> tuple[list[int], bool]:
         tokens = self.tokenize_task(task)
@@ -121,29 +121,19 @@ class RouteClassifier:
         head = keep * 2 // 3
         return tokens[:head] + self.elision_tokens + tokens[len(tokens) - (keep - head) :], True
 
-    def _label_logits(self, task_tokens: list[int]) -> tuple[np.ndarray, int]:
-        import llama_cpp
+    def _label_logits(self, task_tokens: list[int]) -> tuple[FloatArray, int]:
+        evaluated = self.model.evaluate(self.prefix_tokens + task_tokens + self.suffix_tokens)
+        return self.model.last_logits(self.label_tokens), evaluated
 
-        llama = self.model.llama
-        tokens = self.prefix_tokens + task_tokens + self.suffix_tokens
-        common = min(self.model.cached_prefix_length(tokens), len(tokens) - 1)  # evaluate >= 1 token: fresh logits
-        llama.n_tokens = common  # eval() drops the KV cells from here on
-        llama.eval(tokens[common:])
-        pointer = llama_cpp.llama_get_logits_ith(llama.ctx, -1)
-        logits = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(llama.n_vocab(),))
-        return logits[self.label_tokens].astype(np.float64), len(tokens) - common
-
-    def _content_free_bias(self) -> np.ndarray:
+    def _content_free_bias(self) -> FloatArray:
         probs = [_softmax(self._label_logits(self._task_tokens(text)[0])[0]) for text in _CONTENT_FREE]
-        return np.mean(probs, axis=0)
+        return np.asarray(np.mean(probs, axis=0), dtype=np.float64)
 
     def decide(self, task: str) -> Decision:
-        if not task.strip():
-            raise UsageError("the task is empty: nothing to route")
+        validate_task(task)
         started = time.perf_counter()
         task_tokens, truncated = self._task_tokens(task)
-        with self.model.lock:
-            logits, evaluated = self._label_logits(task_tokens)
+        logits, evaluated = self._label_logits(task_tokens)
         raw = _softmax(logits)
         calibrated = _softmax(self.scale * logits + self.offsets)
         best = int(np.argmax(calibrated))
@@ -160,9 +150,14 @@ class RouteClassifier:
         )
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def _softmax(logits: FloatArray) -> FloatArray:
+    if not np.isfinite(logits).all():
+        raise RouterModelError(
+            f"the router model returned non-finite label logits ({logits.tolist()}): its weights or the "
+            "weights_type/cache_type_k conversion are broken; check the file with `ggroute bench router`"
+        )
     shifted = np.exp(logits - logits.max())
-    total = shifted.sum()
+    total = float(shifted.sum())
     if not math.isfinite(total) or total <= 0:
-        return np.full(len(logits), 1 / len(logits))
-    return shifted / total
+        raise RouterModelError(f"label logits {logits.tolist()} give no probability distribution")
+    return np.asarray(shifted / total, dtype=np.float64)

@@ -7,19 +7,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ggroute.core.tasks import validate_task
+from ggroute.models.backend import Loader
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import LoadedConfig
-from ggroute.models.generate import Generation, RequestOptions, validate_task
-from ggroute.models.metrics import RequestLog
+from ggroute.models.generate import Generation, RequestOptions
 from ggroute.models.pool import ModelPool
+from ggroute.router.request_log import RequestLog
 from ggroute.router.routing import RouteOutcome, Router
 
 
 class Pipeline:
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, loaded: LoadedConfig, loader: Loader | None = None) -> None:
         self.loaded = loaded
         self.catalog = ModelCatalog(loaded)
-        self.pool = ModelPool(self.catalog)
+        self.pool = ModelPool(self.catalog, loader)
         self.log = RequestLog(loaded.log_path)
         self.router = Router(loaded.config.router, self.pool)
 

@@ -6,22 +6,25 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ggroute.models.config import RouterConfig
-from ggroute.models.errors import (
+from ggroute.core.errors import (
     ConfigError,
-    GgrouteError,
     ModelFileError,
     ModelLoadError,
     OverBudgetError,
     PoolBusyError,
+    RouterModelError,
     UsageError,
 )
+from ggroute.core.tasks import validate_task
+from ggroute.models.backend import DecodeAborted, ScoringModel
+from ggroute.models.config import RouterConfig
 from ggroute.models.pool import ModelPool
 
 if TYPE_CHECKING:
     from ggroute.router.classify import Decision, RouteClassifier
 
-_ROUTER_UNAVAILABLE = (ModelFileError, ModelLoadError, OverBudgetError, PoolBusyError)
+# The router model could not give a decision: route to default_route and say why in `reason`.
+_ROUTER_UNAVAILABLE = (ModelFileError, ModelLoadError, OverBudgetError, PoolBusyError, RouterModelError)
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,6 @@ class RouteOutcome:
     def log_fields(self) -> dict[str, object]:
         return {"route": self.route, "confidence": self.confidence, "reason": self.reason,
                 "route_latency_ms": self.latency_ms}
-
-
-class _RouterTimeout(GgrouteError):
-    pass
 
 
 class Router:
@@ -68,8 +67,7 @@ class Router:
     def decide(self, task: str, forced_route: str | None = None) -> RouteOutcome:
         config = self.require_config()
         started = time.perf_counter()
-        if not task.strip():
-            raise UsageError("the task is empty: nothing to route")
+        validate_task(task)
         if forced_route is not None:
             route = self.check_route(forced_route)
             return RouteOutcome(route, config.routes[route].model, None, "forced by --route", 0.0)
@@ -77,8 +75,8 @@ class Router:
             decision = self._classify(task, started)
         except _ROUTER_UNAVAILABLE as exc:
             return self._fallback(f"router model unavailable: {exc}", started)
-        except _RouterTimeout as exc:
-            return self._fallback(str(exc), started)
+        except DecodeAborted:
+            return self._fallback(f"router timed out after {self._timeout_s()} s", started)
         route = decision.route
         reason = "classified"
         if decision.confidence < config.min_confidence:
@@ -97,20 +95,19 @@ class Router:
         latency = round((time.perf_counter() - started) * 1000, 2)
         return RouteOutcome(route, config.routes[route].model, None, f"{why}; used default_route '{route}'", latency)
 
+    def _timeout_s(self) -> float:
+        return self.pool.catalog.spec(self.require_config().model).settings.timeout_s
+
     def _classify(self, task: str, started: float) -> Decision:
         from ggroute.router.classify import RouteClassifier  # numpy: not needed for `ggroute --help`
 
         config = self.require_config()
         with self.pool.acquire(config.model) as lease:
             model = lease.model
-            timeout_s = model.spec.settings.timeout_s
-            deadline = started + timeout_s
-            try:
-                with model.abortable(lambda: time.perf_counter() > deadline):
-                    if self._classifier is None or self._classifier.model is not model:
-                        self._classifier = RouteClassifier(model, config)
-                    return self._classifier.decide(task)
-            except RuntimeError as exc:  # llama_decode aborted by the deadline, or failed
-                if time.perf_counter() > deadline:
-                    raise _RouterTimeout(f"router timed out after {timeout_s} s") from exc
-                raise ModelLoadError(f"router model failed: {exc}") from exc
+            if not isinstance(model, ScoringModel):
+                raise ConfigError(f"router model '{config.model}' cannot score tokens: use a local GGUF model")
+            deadline = started + model.spec.settings.timeout_s
+            with model.session(lambda: time.perf_counter() > deadline):
+                if self._classifier is None or self._classifier.model is not model:
+                    self._classifier = RouteClassifier(model, config)
+                return self._classifier.decide(task)

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from ggroute.models.config import GEMMA3_PATH, SMOLLM2_PATH, load_config
+from ggroute.models.config import (
+    GEMMA3_PATH,
+    SMOLLM2_PATH,
+    LoadedConfig,
+    load_config,
+    packaged_default_config,
+    parse_config,
+)
 from ggroute.models.locate import CACHE_ENV
 
 TEST_CACHE_DIR = Path(tempfile.gettempdir()) / "ggroute-test-cache"
@@ -45,6 +52,25 @@ SMALL_CONFIG: dict[str, object] = {
     "memory_budget_mb": 8000,
     "log_file": "requests.jsonl",  # relative: lands next to the config file, i.e. inside tmp_path
 }
+
+
+SHIPPED = json.loads(packaged_default_config().read_text(encoding="utf-8"))
+
+
+def load(path: Path) -> LoadedConfig:
+    return parse_config(path.read_text(encoding="utf-8"), path)
+
+
+def small_routed_config(path: Path) -> Path:
+    """The shipped config (router included) with one thread per model and short generations."""
+    data = json.loads(json.dumps(SHIPPED))
+    data["log_file"] = str(path.parent / "requests.jsonl")
+    for model in data["models"].values():
+        model["n_threads"] = 1
+    data["models"]["coder"]["max_tokens"] = 48
+    data["models"]["algorithm"]["max_tokens"] = 48
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
 
 
 def small_config(**top_level: object) -> dict[str, object]:
@@ -94,10 +120,26 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 def smollm2(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 (LoadedModel, imported lazily)
     """SmolLM2 loaded once per session as the test config's `coder` (context 1024, max_tokens 32, greedy)."""
     from ggroute.models.catalog import ModelCatalog
-    from ggroute.models.engine import load_model
+    from ggroute.models.llamacpp.model import load_llama_model
 
     path = tmp_path_factory.mktemp("smollm2") / "config.json"
     path.write_text(json.dumps(SMALL_CONFIG), encoding="utf-8")
-    model = load_model(ModelCatalog(load_config(path)).spec("coder"))
+    model = load_llama_model(ModelCatalog(load_config(path)).spec("coder"))
     yield model
     model.close()
+
+
+@pytest.fixture
+def routed_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write the shipped config with edits applied (a function of the dict) and return its path."""
+
+    def make(edit: Callable[[dict], None] | None = None) -> Path:
+        data = json.loads(json.dumps(SHIPPED))
+        data["log_file"] = str(tmp_path / "requests.jsonl")
+        if edit is not None:
+            edit(data)
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        return path
+
+    return make

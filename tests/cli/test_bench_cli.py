@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ggroute.cli.app import app
-from ggroute.models.bench import gpu_offload_supported
+from ggroute.models.llamacpp.runtime import gpu_offload_supported
 
 TINY = ["--repeat", "1", "--prompt-tokens", "16", "--gen-tokens", "8"]
 
@@ -156,7 +156,7 @@ def test_weights_and_key_type_sweep_converts_and_applies(write_config, test_conf
 
 def test_a_router_that_only_routes_is_ranked_by_prompt_speed(write_config, test_config) -> None:
     from ggroute.cli.bench_commands import best_per_model, ranking_metrics
-    from ggroute.models.bench import BenchResult, BenchSettings
+    from ggroute.evals.bench import BenchResult, BenchSettings
     from ggroute.models.catalog import ModelCatalog
     from ggroute.models.config import load_config
 

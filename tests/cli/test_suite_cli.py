@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ggroute.cli.app import app
-from tests.router.test_suite_run import small_routed_config
+from tests.conftest import small_routed_config
 
 PARIS = "What is the capital of France? Answer in one word."
 ADD = "Write a Python function add(a, b) that returns the sum of a and b."

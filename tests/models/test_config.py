@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ggroute.core.errors import ConfigError, UnknownModelError, UsageError
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import (
     CONFIG_ENV,
@@ -18,7 +19,6 @@ from ggroute.models.config import (
     packaged_default_config,
     parse_config,
 )
-from ggroute.models.errors import ConfigError, UnknownModelError, UsageError
 from ggroute.models.locate import resolve_model_path
 
 # The shape users already have (written before `path` existed): roles only, no router section.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ggroute.core.errors import ConfigError
 from ggroute.models.config_edit import apply_model_fields, edit_model_fields
-from ggroute.models.errors import ConfigError
 
 PRETTY = """{
     "models": {

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from ggroute.core.errors import ModelFileError
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import SMOLLM2_PATH, load_config
 from ggroute.models.convert import convert_weights, converted_path
-from ggroute.models.engine import load_model
-from ggroute.models.errors import ModelFileError
 from ggroute.models.gguf_info import read_gguf_info
+from ggroute.models.llamacpp.model import load_llama_model
 from ggroute.models.locate import CACHE_ENV, resolve_model_path
 
 
@@ -47,7 +47,7 @@ def test_catalog_loads_the_converted_file_and_plans_its_size(write_config, test_
     spec = catalog.spec("coder")
     assert spec.path.parent.name == "converted"
     assert spec.plan.weight_bytes == read_gguf_info(spec.path).weight_bytes
-    model = load_model(spec)
+    model = load_llama_model(spec)
     try:
         tokens = model.tokenize("Write a haiku about Python", add_bos=True)
         model.llama.eval(tokens)  # a real forward pass with q8_0 weights and q8_0 keys

@@ -11,13 +11,12 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
+from ggroute.core.errors import ConfigError, PromptTooLongError, UsageError
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import load_config
-from ggroute.models.engine import LoadedModel, load_model
-from ggroute.models.errors import ConfigError, PromptTooLongError, UsageError
 from ggroute.models.generate import Generation, RequestOptions
+from ggroute.models.llamacpp.model import LlamaModel, load_llama_model
 from ggroute.models.metrics import GenerationResult
-from ggroute.models.prompt import prepare_prompt
 from tests.conftest import small_config
 
 COLORS = "Name three colors."
@@ -29,7 +28,7 @@ LONG_TASK = "Summarize the following notes. " + " ".join(
 )
 
 
-def run(model: LoadedModel, task: str, **options: object) -> tuple[GenerationResult, list[str]]:
+def run(model: LlamaModel, task: str, **options: object) -> tuple[GenerationResult, list[str]]:
     generation = Generation(model, task, RequestOptions(**options))  # type: ignore[arg-type]
     pieces = list(generation)
     assert generation.result is not None
@@ -37,29 +36,29 @@ def run(model: LoadedModel, task: str, **options: object) -> tuple[GenerationRes
     return generation.result, pieces
 
 
-def _load_variant(tmp_path_factory: pytest.TempPathFactory, name: str, **settings: object) -> LoadedModel:
+def _load_variant(tmp_path_factory: pytest.TempPathFactory, name: str, **settings: object) -> LlamaModel:
     data = small_config()
     data["models"][name].update(settings)  # type: ignore[index]
     path = tmp_path_factory.mktemp(f"{name}-variant") / "config.json"
     path.write_text(json.dumps(data), encoding="utf-8")
-    return load_model(ModelCatalog(load_config(path)).spec(name))
+    return load_llama_model(ModelCatalog(load_config(path)).spec(name))
 
 
 @pytest.fixture(scope="module")
-def smollm2_with_stop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedModel]:
+def smollm2_with_stop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel]:
     model = _load_variant(tmp_path_factory, "coder", stop=["\n```"], max_tokens=40)
     yield model
     model.close()
 
 
 @pytest.fixture(scope="module")
-def gemma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedModel]:
+def gemma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel]:
     model = _load_variant(tmp_path_factory, "algorithm")
     yield model
     model.close()
 
 
-def test_max_tokens_ends_with_length(smollm2: LoadedModel) -> None:
+def test_max_tokens_ends_with_length(smollm2: LlamaModel) -> None:
     result, pieces = run(smollm2, ADD, max_tokens=5)
     assert result.finish_reason == "length"
     assert result.usage.completion_tokens == 5
@@ -68,7 +67,7 @@ def test_max_tokens_ends_with_length(smollm2: LoadedModel) -> None:
     assert pieces
 
 
-def test_natural_stop(smollm2: LoadedModel) -> None:
+def test_natural_stop(smollm2: LlamaModel) -> None:
     result, _ = run(smollm2, COLORS)
     assert result.finish_reason == "stop"
     assert result.text == COLORS_ANSWER
@@ -80,7 +79,7 @@ def test_natural_stop(smollm2: LoadedModel) -> None:
 @pytest.mark.parametrize(("max_tokens", "finish", "completion"), [(10, "length", 10), (11, "length", 11),
                                                                   (12, "stop", 11)])
 def test_completion_tokens_equal_max_tokens_only_when_length(
-    smollm2: LoadedModel, max_tokens: int, finish: str, completion: int
+    smollm2: LlamaModel, max_tokens: int, finish: str, completion: int
 ) -> None:
     # The answer is 11 tokens: at max_tokens 11 the limit is reached before the model can say it is done.
     result, _ = run(smollm2, COLORS, max_tokens=max_tokens)
@@ -89,7 +88,7 @@ def test_completion_tokens_equal_max_tokens_only_when_length(
         assert result.finish_reason == "length"
 
 
-def test_config_stop_string_truncates_text(smollm2: LoadedModel, smollm2_with_stop: LoadedModel) -> None:
+def test_config_stop_string_truncates_text(smollm2: LlamaModel, smollm2_with_stop: LlamaModel) -> None:
     plain, _ = run(smollm2, ADD, max_tokens=40)
     assert plain.finish_reason == "length"
     assert "\n```" in plain.text  # without the stop string the model writes past the code block
@@ -103,7 +102,7 @@ def test_config_stop_string_truncates_text(smollm2: LoadedModel, smollm2_with_st
     assert len(pieces) > 1
 
 
-def test_timeout_before_prompt_processing_leaves_model_usable(smollm2: LoadedModel) -> None:
+def test_timeout_before_prompt_processing_leaves_model_usable(smollm2: LlamaModel) -> None:
     before, _ = run(smollm2, COLORS)
     result, pieces = run(smollm2, LONG_TASK, timeout_s=0.001)
     assert result.finish_reason == "timeout"
@@ -114,7 +113,7 @@ def test_timeout_before_prompt_processing_leaves_model_usable(smollm2: LoadedMod
     assert (after.text, after.finish_reason) == (before.text, "stop")
 
 
-def test_timeout_aborts_prompt_processing_and_model_stays_usable(smollm2: LoadedModel) -> None:
+def test_timeout_aborts_prompt_processing_and_model_stays_usable(smollm2: LlamaModel) -> None:
     before, _ = run(smollm2, COLORS)
     result, _ = run(smollm2, LONG_TASK, timeout_s=0.2)
     assert result.finish_reason == "timeout"
@@ -128,7 +127,7 @@ def test_timeout_aborts_prompt_processing_and_model_stays_usable(smollm2: Loaded
     assert (after.text, after.finish_reason, after.usage.completion_tokens) == (before.text, "stop", 11)
 
 
-def test_cancel_stops_mid_stream(smollm2: LoadedModel) -> None:
+def test_cancel_stops_mid_stream(smollm2: LlamaModel) -> None:
     cancel = threading.Event()
     generation = Generation(smollm2, ADD, RequestOptions(max_tokens=32), cancel=cancel)
     pieces = []
@@ -142,16 +141,16 @@ def test_cancel_stops_mid_stream(smollm2: LoadedModel) -> None:
     assert "".join(pieces) == result.text
 
 
-def test_cancel_before_start(smollm2: LoadedModel) -> None:
+def test_cancel_before_start(smollm2: LlamaModel) -> None:
     cancel = threading.Event()
     cancel.set()
     result = Generation(smollm2, COLORS, cancel=cancel).run()
     assert (result.finish_reason, result.text, result.usage.completion_tokens) == ("cancelled", "", 0)
 
 
-def test_prompt_over_context(smollm2: LoadedModel) -> None:
+def test_prompt_over_context(smollm2: LlamaModel) -> None:
     task = " ".join(f"w{i}" for i in range(1500))
-    prompt_tokens = len(prepare_prompt(smollm2, task).tokens)
+    prompt_tokens = len(smollm2.prepare(task).tokens)
     assert prompt_tokens > 3000
     with pytest.raises(PromptTooLongError) as info:
         Generation(smollm2, task)
@@ -162,19 +161,19 @@ def test_prompt_over_context(smollm2: LoadedModel) -> None:
 
 
 @pytest.mark.parametrize("task", ["", "   \n\t"])
-def test_empty_task(smollm2: LoadedModel, task: str) -> None:
+def test_empty_task(smollm2: LlamaModel, task: str) -> None:
     with pytest.raises(UsageError, match="empty"):
         Generation(smollm2, task)
 
 
-def test_streamed_multibyte_text_is_whole(smollm2: LoadedModel) -> None:
+def test_streamed_multibyte_text_is_whole(smollm2: LlamaModel) -> None:
     result, pieces = run(smollm2, "What is the capital of France?")
     assert len(pieces) > 1
     assert "É" in result.text  # greedy answer starts "L'Étoile": a 2-byte character split across tokens
     assert "\ufffd" not in result.text
 
 
-def test_repeated_request_reuses_prompt_cache_and_reports_timings(smollm2: LoadedModel) -> None:
+def test_repeated_request_reuses_prompt_cache_and_reports_timings(smollm2: LlamaModel) -> None:
     task = "List two fruits."
     llama_cpp.llama_perf_context_reset(smollm2.llama.ctx)
     first, _ = run(smollm2, task)
@@ -197,12 +196,12 @@ def test_repeated_request_reuses_prompt_cache_and_reports_timings(smollm2: Loade
     assert t.prefill_s + t.decode_s <= t.wall_s + 1e-3
 
 
-def test_load_time_is_reported_when_given(smollm2: LoadedModel) -> None:
+def test_load_time_is_reported_when_given(smollm2: LlamaModel) -> None:
     result = Generation(smollm2, COLORS, load_s=1.23456).run()
     assert result.timings.load_s == 1.2346
 
 
-def test_gemma_completion_template(gemma: LoadedModel) -> None:
+def test_gemma_completion_template(gemma: LlamaModel) -> None:
     result, pieces = run(gemma, "reverse a string")
     assert result.model == "algorithm"
     assert result.prompt_preview == "Write Python code for: reverse a string\n\nCode:\n```python\n"
@@ -211,19 +210,19 @@ def test_gemma_completion_template(gemma: LoadedModel) -> None:
     assert result.limits.stop == []  # completion prompts add no template stop
     assert result.finish_reason in ("stop", "length")
     assert result.usage.completion_tokens <= 16
-    tokens = prepare_prompt(gemma, "reverse a string").tokens
+    tokens = gemma.prepare("reverse a string").tokens
     assert tokens[0] == gemma.llama.token_bos()
     assert tokens.count(gemma.llama.token_bos()) == 1
 
 
-def test_chat_format_on_model_without_template_is_config_error(gemma: LoadedModel) -> None:
+def test_chat_format_on_model_without_template_is_config_error(gemma: LlamaModel) -> None:
     settings = gemma.spec.settings.model_copy(update={"prompt_format": "chat"})
-    as_chat = LoadedModel(dataclasses.replace(gemma.spec, settings=settings), gemma.llama, 0.0)  # not closed:
+    as_chat = LlamaModel(dataclasses.replace(gemma.spec, settings=settings), gemma.llama, 0.0)  # not closed:
     with pytest.raises(ConfigError, match="no chat template"):  # it borrows the fixture's llama
         Generation(as_chat, "reverse a string")
 
 
-def test_session_model_settings(smollm2: LoadedModel) -> None:
+def test_session_model_settings(smollm2: LlamaModel) -> None:
     spec = smollm2.spec
     assert (spec.name, spec.settings.context_size, spec.settings.max_tokens) == ("coder", 1024, 32)
     assert smollm2.llama.n_ctx() == 1024

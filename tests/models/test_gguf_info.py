@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ggroute.core.errors import ModelFileError
 from ggroute.models.config import GEMMA3_PATH, SMOLLM2_PATH
-from ggroute.models.errors import ModelFileError
 from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
 from ggroute.models.locate import resolve_model_path
 

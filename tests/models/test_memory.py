@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from ggroute.core.errors import ConfigError
 from ggroute.models import catalog as catalog_module
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import GEMMA3_PATH, SMOLLM2_PATH, load_config
-from ggroute.models.errors import ConfigError
 from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
 from ggroute.models.locate import resolve_model_path
 from ggroute.models.memory import KV_TABLE_CONTEXTS, key_type_problem, kv_cache_bytes, kv_table, plan_model

@@ -9,11 +9,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ggroute.core.errors import OverBudgetError, PoolBusyError
 from ggroute.models.catalog import ModelCatalog, ModelSpec
 from ggroute.models.config import GEMMA3_PATH, SMOLLM2_PATH, load_config
-from ggroute.models.engine import load_model
-from ggroute.models.errors import OverBudgetError, PoolBusyError
 from ggroute.models.generate import Generation
+from ggroute.models.llamacpp.model import load_llama_model
 from ggroute.models.pool import ModelPool
 
 MB = 1_000_000
@@ -233,7 +233,7 @@ def test_evicting_a_real_model_returns_its_memory(write_config, tmp_path: Path) 
 
     def measuring_loader(spec: ModelSpec):  # noqa: ANN202
         rss_at_load[spec.name] = _rss()
-        return load_model(spec)
+        return load_llama_model(spec)
 
     with ModelPool(catalog, measuring_loader) as pool:
         with pool.acquire("algorithm") as lease:

@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from ggroute.models.config import LoadedConfig, packaged_default_config, parse_config
 from ggroute.router.pipeline import Pipeline
-
-SHIPPED = json.loads(packaged_default_config().read_text(encoding="utf-8"))
-
-
-@pytest.fixture
-def routed_config(tmp_path: Path) -> Callable[..., Path]:
-    """Write the shipped config with edits applied (a function of the dict) and return its path."""
-
-    def make(edit: Callable[[dict], None] | None = None) -> Path:
-        data = json.loads(json.dumps(SHIPPED))
-        data["log_file"] = str(tmp_path / "requests.jsonl")
-        if edit is not None:
-            edit(data)
-        path = tmp_path / "config.json"
-        path.write_text(json.dumps(data), encoding="utf-8")
-        return path
-
-    return make
-
-
-def load(path: Path) -> LoadedConfig:
-    return parse_config(path.read_text(encoding="utf-8"), path)
+from tests.conftest import SHIPPED, load
 
 
 @pytest.fixture(scope="module")

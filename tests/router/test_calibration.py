@@ -7,12 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from ggroute.core.errors import ConfigError
 from ggroute.models.config import CalibrationConfig
-from ggroute.models.errors import ConfigError
 from ggroute.router.calibrate import accuracy, fit_calibration
 from ggroute.router.pipeline import Pipeline
-
-from .conftest import SHIPPED, load
+from tests.conftest import SHIPPED, load
 
 
 def test_fit_recovers_a_shifted_boundary() -> None:

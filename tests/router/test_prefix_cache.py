@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from ggroute.router.pipeline import Pipeline
-
-from .conftest import load
+from tests.conftest import load
 
 TASK = "Count the connected components of an undirected graph"
 

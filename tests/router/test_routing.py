@@ -6,12 +6,11 @@ import json
 
 import pytest
 
+from ggroute.core.errors import ConfigError, UsageError
 from ggroute.models.config import RouterConfig, parse_config
-from ggroute.models.errors import ConfigError, UsageError
 from ggroute.router.pipeline import Pipeline
 from ggroute.router.routing import RouteOutcome
-
-from .conftest import SHIPPED, load
+from tests.conftest import SHIPPED, load
 
 CLEAR_CASES = [
     ("Find the shortest path between two nodes in a weighted graph with Dijkstra's algorithm", "algorithm"),

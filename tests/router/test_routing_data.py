@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SHIPPED
+from tests.conftest import SHIPPED
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -14,13 +14,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ggroute.models.errors import GgrouteError
+from ggroute.core.errors import GgrouteError
+from ggroute.evals.sandbox import SandboxLimits, extract_code, run_python
+from ggroute.evals.suite import Case, Checks, Suite
 from ggroute.models.generate import RequestOptions
 from ggroute.models.metrics import GenerationResult
 from ggroute.router.pipeline import Pipeline
 from ggroute.router.routing import RouteOutcome
-from ggroute.router.sandbox import SandboxLimits, extract_code, run_python
-from ggroute.router.suite import Case, Checks, Suite
 
 _STDERR_TAIL = 2000
 _SCRIPT_LINE_RE = re.compile(r'File "[^"]*main\.py", line (\d+)')

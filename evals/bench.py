@@ -1,6 +1,6 @@
 """Measure a model under given settings: load time, prefill and decode tokens/s, time to first token, peak RSS.
 
-Each settings combination runs in a fresh child process (`python -m ggroute.models.bench JSON`), so load time,
+Each settings combination runs in a fresh child process (`python -m ggroute.evals.bench JSON`), so load time,
 peak RSS and memory freed between combinations are its own. The child generates exactly `gen_tokens` tokens
 (end-of-generation tokens do not stop it) after a prompt of exactly `prompt_tokens` tokens; the figures are
 medians over `repeat` runs, each with a fresh load.
@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from ggroute.models.catalog import ModelCatalog, ModelSpec
 from ggroute.models.config import load_config
+from ggroute.models.llamacpp.runtime import gpu_offload_supported
 from ggroute.models.memory import key_type_problem
 
 _FILLER = " The quick brown fox jumps over the lazy dog while the compiler checks every type."
@@ -73,12 +74,6 @@ def spec_for(catalog: ModelCatalog, name: str, settings: BenchSettings) -> Model
     return catalog.spec_with(name, settings.overrides())
 
 
-def gpu_offload_supported() -> bool:
-    import llama_cpp
-
-    return bool(llama_cpp.llama_supports_gpu_offload())
-
-
 def skip_reason(spec: ModelSpec, settings: BenchSettings, prompt_tokens: int, gen_tokens: int,
                 budget_bytes: int) -> str | None:
     if settings.n_gpu_layers not in (None, 0) and not gpu_offload_supported():
@@ -100,11 +95,11 @@ def _median(values: list[float]) -> float:
 
 def measure_here(spec: ModelSpec, prompt_tokens: int, gen_tokens: int, repeat: int) -> dict[str, float]:
     """Run in the child process: load, prefill, decode, `repeat` times."""
-    from ggroute.models.engine import load_model
+    from ggroute.models.llamacpp.model import load_llama_model
 
     loads, prefills, decodes, ttfts = [], [], [], []
     for _ in range(repeat):
-        model = load_model(spec)
+        model = load_llama_model(spec)
         try:
             llama = model.llama
             prompt = llama.tokenize(b"Summarise:", add_bos=True)
@@ -134,10 +129,10 @@ def measure_in_child(config_path: str, name: str, settings: BenchSettings, promp
                      gen_tokens: int, repeat: int) -> dict[str, float]:
     request = {"config": config_path, "model": name, "settings": asdict(settings), "prompt_tokens": prompt_tokens,
                "gen_tokens": gen_tokens, "repeat": repeat}
-    done = subprocess.run([sys.executable, "-m", "ggroute.models.bench", json.dumps(request)],
+    done = subprocess.run([sys.executable, "-m", "ggroute.evals.bench", json.dumps(request)],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        from ggroute.models.errors import GenerationError
+        from ggroute.core.errors import GenerationError
 
         tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
         raise GenerationError(f"benchmark of '{name}' ({settings.label()}) failed: {tail[0]}")

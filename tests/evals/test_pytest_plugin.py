@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.router.test_suite_run import small_routed_config
+from tests.conftest import small_routed_config
 
 pytest_plugins = ["pytester"]
 
@@ -108,14 +108,14 @@ def test_unknown_route_and_bad_config_fail_the_items(pytester: pytest.Pytester, 
 
 
 def test_plugin_is_registered_and_cheap_to_import() -> None:
-    code = ("import sys, ggroute.router.pytest_plugin as p; "
+    code = ("import sys, ggroute.evals.pytest_plugin as p; "
             "print(sorted(m for m in sys.modules if m.startswith(('ggroute.models', 'llama_cpp', 'pydantic'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     from importlib.metadata import entry_points
 
     plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
-    assert plugins.get("ggroute") == "ggroute.router.pytest_plugin"
+    assert plugins.get("ggroute") == "ggroute.evals.pytest_plugin"
 
 
 def test_a_suite_path_argument_with_a_case_id(pytester: pytest.Pytester, config: Path) -> None:

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ggroute.evals.suite import Suite
+from ggroute.evals.suite_run import build_report, python_check, regex_check, run_case, summarize
 from ggroute.router.pipeline import Pipeline
-from ggroute.router.suite import Suite
-from ggroute.router.suite_run import build_report, python_check, regex_check, run_case, summarize
-from tests.router.conftest import SHIPPED, load
+from tests.conftest import load, small_routed_config
 
 ADD_TASK = "Write a Python function add(a, b) that returns the sum of a and b."
 ADD_CODE = "Here you go:\n```python\ndef add(a, b):\n    return a + b\n```\nIt adds the numbers."
-
-
-def small_routed_config(path: Path) -> Path:
-    """The shipped config (router included) with one thread per model and short generations."""
-    data = json.loads(json.dumps(SHIPPED))
-    data["log_file"] = str(path.parent / "requests.jsonl")
-    for model in data["models"].values():
-        model["n_threads"] = 1
-    data["models"]["coder"]["max_tokens"] = 48
-    data["models"]["algorithm"]["max_tokens"] = 48
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

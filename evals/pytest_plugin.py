@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from ggroute.evals.suite import Case, Suite
+    from ggroute.evals.suite_run import CaseResult
     from ggroute.router.pipeline import Pipeline
-    from ggroute.router.suite import Case, Suite
-    from ggroute.router.suite_run import CaseResult
 
 SUITE_PATTERN = "phase*.suite.json"
 _OUTPUT_CHARS = 2000
@@ -81,7 +81,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 class SuiteFile(pytest.File):
     def collect(self) -> Iterator[SuiteItem]:
-        from ggroute.router.suite import load_suite
+        from ggroute.evals.suite import load_suite
 
         suite = load_suite(self.path)
         for case in suite.cases:
@@ -105,7 +105,7 @@ class SuiteItem(pytest.Item):
         self.add_marker("ggroute")
 
     def runtest(self) -> None:
-        from ggroute.router.suite_run import run_case
+        from ggroute.evals.suite_run import run_case
 
         pipeline = _pipeline(self.config, self.path, self.suite)
         result = run_case(pipeline, self.path, self.suite, self.case)
@@ -124,7 +124,7 @@ class SuiteItem(pytest.Item):
 
 
 def _known_error(excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
-    from ggroute.models.errors import GgrouteError
+    from ggroute.core.errors import GgrouteError
 
     return str(excinfo.value) if isinstance(excinfo.value, GgrouteError) else None
 
@@ -142,10 +142,10 @@ def _config_path(config: pytest.Config) -> Path | None:
 
 def _pipeline(config: pytest.Config, path: Path, suite: Suite) -> Pipeline:
     """The session's Pipeline, created on first use; each suite file is checked against its config once."""
+    from ggroute.core.errors import UsageError
+    from ggroute.evals.suite import check_against_config
     from ggroute.models.config import load_config
-    from ggroute.models.errors import UsageError
     from ggroute.router.pipeline import Pipeline
-    from ggroute.router.suite import check_against_config
 
     state = config.stash[_STATE]
     if state.pipeline is None:

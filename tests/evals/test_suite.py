@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ggroute.router.suite import Suite, SuiteFileError, check_against_config, load_suite
-from tests.router.conftest import SHIPPED, load
+from ggroute.core.errors import SuiteFileError
+from ggroute.evals.suite import Suite, check_against_config, load_suite
+from tests.conftest import SHIPPED, load
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "suites"
 
@@ -169,7 +170,7 @@ def test_shipped_example_suites_are_valid(name: str, tmp_path: Path) -> None:
 
 
 def test_docs_embed_the_generated_field_reference() -> None:
-    from ggroute.router.suite_docs import markdown_reference
+    from ggroute.evals.suite_docs import markdown_reference
 
     docs = (EXAMPLES.parent / "suites.md").read_text(encoding="utf-8")
     embedded = docs.split("<!-- generated:start -->\n", 1)[1].split("<!-- generated:end -->", 1)[0]

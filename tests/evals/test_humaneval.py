@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ggroute.cli.app import app
-from ggroute.router.humaneval import HumanEvalUnavailable, Problem, build_program, load_problems
-from ggroute.router.sandbox import run_python
-from tests.router.test_suite_run import small_routed_config
+from ggroute.core.errors import HumanEvalUnavailable
+from ggroute.evals.humaneval import Problem, build_program, load_problems
+from ggroute.evals.sandbox import run_python
+from tests.conftest import small_routed_config
 
 
 def invoke(*args: str) -> Result:

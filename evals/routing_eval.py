@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ggroute.models.errors import UsageError
+from ggroute.core.errors import UsageError
 from ggroute.router.routing import Router
 
 

@@ -2,38 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ggroute.models.engine import LoadedModel
-from ggroute.models.errors import ConfigError
+from ggroute.core.errors import ConfigError
+from ggroute.models.backend import Prompt
 
 if TYPE_CHECKING:
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter as ChatFormatter
+
+    from ggroute.models.llamacpp.model import LlamaModel
+else:
+    ChatFormatter = object
 
 PromptKind = Literal["chat", "completion"]
 
 
-@dataclass(frozen=True)
-class PreparedPrompt:
-    text: str
-    tokens: list[int]
-    kind: PromptKind
-    stop: tuple[str, ...]  # stop strings the template implies (its EOS text)
-
-
-def prompt_kind(model: LoadedModel) -> PromptKind:
+def prompt_kind(model: LlamaModel) -> PromptKind:
     fmt = model.spec.settings.prompt_format
     if fmt == "auto":
         return "chat" if model.spec.info.chat_template else "completion"
     return fmt
 
 
-def prepare_prompt(model: LoadedModel, task: str) -> PreparedPrompt:
+def prepare_prompt(model: LlamaModel, task: str) -> Prompt:
     settings = model.spec.settings
     if prompt_kind(model) == "completion":
         text = settings.completion_template.replace("{task}", task)
-        return PreparedPrompt(text, model.tokenize(text, add_bos=True, special=False), "completion", ())
+        return Prompt(text, model.tokenize(text, add_bos=True, special=False))
     formatter = _chat_formatter(model)
     messages = [{"role": "user", "content": task}]
     if settings.system_prompt:
@@ -41,11 +36,11 @@ def prepare_prompt(model: LoadedModel, task: str) -> PreparedPrompt:
     rendered = formatter(messages=messages)
     # The template writes BOS itself when the model wants one (added_special).
     tokens = model.tokenize(rendered.prompt, add_bos=not rendered.added_special, special=True)
-    stop = tuple(s for s in ([rendered.stop] if isinstance(rendered.stop, str) else rendered.stop or []) if s)
-    return PreparedPrompt(rendered.prompt, tokens, "chat", stop)
+    stops = [rendered.stop] if isinstance(rendered.stop, str) else rendered.stop or []
+    return Prompt(rendered.prompt, tokens, tuple(s for s in stops if s))
 
 
-def _chat_formatter(model: LoadedModel) -> Jinja2ChatFormatter:
+def _chat_formatter(model: LlamaModel) -> ChatFormatter:
     if model.chat_formatter is not None:
         return model.chat_formatter
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter

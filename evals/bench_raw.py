@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ggroute.models.engine import LoadedModel
 from ggroute.models.generate import Generation, RequestOptions
-from ggroute.models.prompt import prepare_prompt
+from ggroute.models.llamacpp.model import LlamaModel
+from ggroute.models.sampling import SAMPLING
 
 DEFAULT_TASK = (
     "Write a Python class for a bank account with deposit, withdraw and a transaction history, with docstrings."
@@ -51,22 +51,23 @@ class RawComparison:
         }
 
 
-def through_ggroute(model: LoadedModel, task: str, max_tokens: int) -> tuple[float, float, int]:
+def through_ggroute(model: LlamaModel, task: str, max_tokens: int) -> tuple[float, float, int]:
     model.llama.reset()
     result = Generation(model, task, RequestOptions(max_tokens=max_tokens, timeout_s=3600)).run()
     t = result.timings
     return t.decode_tokens_per_s or 0.0, t.prefill_tokens_per_s or 0.0, result.usage.completion_tokens
 
 
-def through_raw(model: LoadedModel, task: str, max_tokens: int) -> tuple[float, float, int]:
-    llama, prepared = model.llama, prepare_prompt(model, task)
+def through_raw(model: LlamaModel, task: str, max_tokens: int) -> tuple[float, float, int]:
+    llama, prepared = model.llama, model.prepare(task)
     stop = list(dict.fromkeys([*model.spec.settings.stop, *prepared.stop]))
     llama.reset()
     started = time.perf_counter()
     stamps: list[float] = []
     for chunk in llama.create_completion(prepared.tokens, max_tokens=max_tokens,
-                                         temperature=model.spec.settings.temperature, top_k=40, top_p=0.95,
-                                         min_p=0.05, repeat_penalty=1.0, stop=stop or None, stream=True):
+                                         temperature=model.spec.settings.temperature, top_k=SAMPLING.top_k,
+                                         top_p=SAMPLING.top_p, min_p=SAMPLING.min_p,
+                                         repeat_penalty=SAMPLING.repeat_penalty, stop=stop or None, stream=True):
         if chunk["choices"][0]["finish_reason"] is None:  # the closing chunk carries no token
             stamps.append(time.perf_counter())
     decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
@@ -74,7 +75,7 @@ def through_raw(model: LoadedModel, task: str, max_tokens: int) -> tuple[float, 
     return decode, prefill, len(stamps)
 
 
-def compare_with_raw(model: LoadedModel, *, repeat: int, max_tokens: int, task: str = DEFAULT_TASK,
+def compare_with_raw(model: LlamaModel, *, repeat: int, max_tokens: int, task: str = DEFAULT_TASK,
                      on_pair: Callable[[PairedRun], None] | None = None) -> RawComparison:
     through_ggroute(model, task, 8)  # warm-up: page in the weights, build the chat formatter
     through_raw(model, task, 8)

@@ -1,4 +1,4 @@
-"""Tests for ggroute.router.sandbox: real child processes, no mocks."""
+"""Tests for ggroute.evals.sandbox: real child processes, no mocks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from ggroute.router.sandbox import SandboxLimits, extract_code, run_python
+from ggroute.evals.sandbox import SandboxLimits, extract_code, run_python
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="sandbox is Linux-only")
 

@@ -1,5 +1,5 @@
 """Suite files: the schema (pydantic, extra="forbid"), loading with messages that name file, case and field, and
-the checks against a config (route and model names). Running them is router/suite_run.py.
+the checks against a config (route and model names). Running them is evals/suite_run.py.
 
 A suite is a JSON object: a name, a phase, `generate` (false: routing only), defaults, and cases. Each case has
 an id, a task and what to check: `expect_route` and/or `checks` on the generated output. docs/suites.md has the
@@ -9,26 +9,17 @@ reference and examples.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from ggroute.core.errors import SuiteFileError
+from ggroute.core.files import parse_json, read_text
+from ggroute.core.schema import StrictModel, format_validation_error
 from ggroute.models.config import LoadedConfig
-from ggroute.models.errors import UsageError
-from ggroute.models.jsonfile import parse_json, read_text
-
-FinishReasonName = Literal["stop", "length", "timeout", "cancelled"]
+from ggroute.models.metrics import FinishReason
 
 
-class SuiteFileError(UsageError):
-    """A suite file is missing, not JSON, does not follow the schema, or names unknown routes or models."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Checks(_Strict):
+class Checks(StrictModel):
     """What the generated output must satisfy; every check given is evaluated (all must pass)."""
 
     contains: list[str] = Field(
@@ -52,7 +43,7 @@ class Checks(_Strict):
     max_seconds: float | None = Field(
         None, gt=0, description="Most seconds the case may take, routing, model load and generation included."
     )
-    finish_reason: list[FinishReasonName] = Field(
+    finish_reason: list[FinishReason] = Field(
         default_factory=list,
         description="A string or a list of accepted finish reasons (stop, length, timeout, cancelled). Unset, "
         "a timed-out or cancelled generation fails the case.",
@@ -85,7 +76,7 @@ class Checks(_Strict):
         return bool(lists) or self.python is not None or self.max_seconds is not None
 
 
-class Target(_Strict):
+class Target(StrictModel):
     """Where a case runs and with which limits; set in `defaults` or per case (the case wins)."""
 
     route: str | None = Field(
@@ -118,7 +109,7 @@ class Case(Target):
         return value
 
 
-class Suite(_Strict):
+class Suite(StrictModel):
     name: str = Field(..., min_length=1, description="Shown in reports.")
     phase: int = Field(..., ge=1, description="Phase number; `ggroute eval suite --phase N` runs only phase N.")
     description: str | None = Field(None, description="Free text for readers.")
@@ -197,21 +188,12 @@ def _case_label(data: object, index: int) -> str:
 
 
 def _format_errors(path: Path, data: object, exc: ValidationError) -> str:
-    lines = [f"{path}: {exc.error_count()} problem(s) in suite:"]
-    for err in exc.errors():
-        loc = list(err["loc"])
-        where = ""
+    def locate(loc: list[int | str]) -> tuple[str, list[int | str]]:
         if len(loc) >= 2 and loc[0] == "cases" and isinstance(loc[1], int):
-            where = _case_label(data, loc[1]) + ": "
-            loc = loc[2:]
-        field = ".".join(str(part) for part in loc) or "(top level)"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see docs/suites.md for the fields)"
-        elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict | list):
-            message += f" (got {err['input']!r})"
-        lines.append(f"  {where}{field}: {message}")
-    return "\n".join(lines)
+            return _case_label(data, loc[1]) + ": ", loc[2:]
+        return "", loc
+
+    return format_validation_error(path, exc, what="suite", docs="docs/suites.md", locate=locate)
 
 
 def check_against_config(path: Path, suite: Suite, loaded: LoadedConfig) -> None:

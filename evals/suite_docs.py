@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from ggroute.evals.suite import Case, Checks, Suite, Target
 from ggroute.models.config_docs import markdown_reference as config_markdown_reference
-from ggroute.router.suite import Case, Checks, Suite, Target
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("Top level", Suite),

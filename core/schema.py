@@ -1,0 +1,36 @@
+"""The base of every user-written JSON schema (config.json, suite files) and how its errors read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a misspelt field must never be ignored silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def format_validation_error(
+    source: Path,
+    exc: ValidationError,
+    *,
+    what: str,
+    docs: str,
+    locate: Callable[[list[int | str]], tuple[str, list[int | str]]] | None = None,
+) -> str:
+    """One line per problem: `field: message (got VALUE)`. `locate` may turn a location prefix into a label."""
+    lines = [f"{source}: {exc.error_count()} problem(s) in {what}:"]
+    for err in exc.errors():
+        where, loc = locate(list(err["loc"])) if locate else ("", list(err["loc"]))
+        field = ".".join(str(part) for part in loc) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = f"unknown key (check the spelling; see {docs} for the fields)"
+        elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict | list):
+            message += f" (got {err['input']!r})"
+        lines.append(f"  {where}{field}: {message}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Evaluation harness: phase suites, sandbox, HumanEval, routing evaluation, benchmarks."""

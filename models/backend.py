@@ -1,0 +1,138 @@
+"""The contract between ggroute and an inference engine.
+
+A backend is one loaded model. The pool, the pipeline and the faces talk only to these protocols, so a local
+llama.cpp model (models/llamacpp/), a remote OpenAI-compatible engine and the scripted fake in the tests plug
+in the same way.
+
+`Backend` (every model): turn a task into a `Prompt`, then `stream()` events for it:
+
+    PromptEvaluated(cached_tokens)     once, when the prompt is in the context
+    TextChunk(text, tokens)            per sampled token (or per chunk of tokens for a remote engine)
+    EndOfText()                        the model ended the text itself (an end-of-generation token)
+
+The caller enforces max_tokens, stop strings, the timeout and cancellation: it stops iterating and closes
+the stream. During prompt processing the backend polls `should_stop()` and, when it turns true, ends the
+stream without `EndOfText`. Engine failures raise `GenerationError`.
+
+`ScoringModel` (the router's model): evaluate tokens and read next-token logits, no text generated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from ggroute.models.catalog import ModelSpec
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A task rendered for one model: the text it reads, its tokens, the stop strings its template implies."""
+
+    text: str
+    tokens: list[int]
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PromptEvaluated:
+    cached_tokens: int  # prompt tokens taken from the KV cache instead of evaluated
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    text: str  # may be "" while a multi-byte character is incomplete
+    tokens: int = 1
+
+
+@dataclass(frozen=True)
+class EndOfText:
+    """The model emitted an end-of-generation token (not counted as a completion token)."""
+
+
+StreamEvent = PromptEvaluated | TextChunk | EndOfText
+StopCheck = Callable[[], bool]
+EventStream = Generator[StreamEvent, None, None]  # the caller closes it to stop early
+
+
+@runtime_checkable
+class Backend(Protocol):
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    @property
+    def load_s(self) -> float: ...
+
+    def prepare(self, task: str) -> Prompt:
+        """Render the task with the model's chat or completion template and tokenize it."""
+        ...
+
+    def stream(self, prompt: Prompt, max_tokens: int, should_stop: StopCheck) -> EventStream:
+        """Generate for `prompt`; one request at a time per model (the backend serialises)."""
+        ...
+
+    def close(self) -> None:
+        """Release the model; idempotent."""
+        ...
+
+
+@runtime_checkable
+class ScoringModel(Protocol):
+    """What the router needs: tokens in, next-token logits out, and the KV state to keep a prefix on disk."""
+
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
+
+    def cached_prefix_length(self, tokens: list[int]) -> int:
+        """How many leading `tokens` the context already holds."""
+        ...
+
+    def evaluate(self, tokens: list[int]) -> int:
+        """Bring the context to exactly `tokens`, reusing its common prefix; return how many were evaluated.
+
+        At least one token is evaluated so that fresh logits exist. Call inside `session()`. Raises
+        `DecodeAborted` when the session's `should_stop()` turned true, `GenerationError` when the engine failed.
+        """
+        ...
+
+    def last_logits(self, candidates: list[int]) -> npt.NDArray[np.float64]:
+        """The last evaluated position's logits for the `candidates` token ids."""
+        ...
+
+    def session(self, should_stop: StopCheck) -> AbstractContextManager[None]:
+        """Hold the model for a run of evaluations (one caller at a time), stopping when `should_stop()`."""
+        ...
+
+    def save_state(self) -> bytes:
+        """The context's KV state (what `evaluate` built), to restore in another process."""
+        ...
+
+    def restore_state(self, data: bytes, tokens: list[int]) -> bool:
+        """Load a state saved for `tokens`; False (context left empty) when it does not fit."""
+        ...
+
+    def state_identity(self) -> tuple[object, ...]:
+        """Everything a saved state depends on besides the tokens: file, engine version, context settings."""
+        ...
+
+
+class DecodeAborted(Exception):
+    """Internal signal: an evaluation stopped because `should_stop()` turned true (the caller says why)."""
+
+
+Loader = Callable[["ModelSpec"], Backend]
+
+
+def load_backend(spec: ModelSpec) -> Backend:
+    """Load the model a spec describes with its engine (today: llama.cpp, in this process)."""
+    from ggroute.models.llamacpp.model import load_llama_model
+
+    return load_llama_model(spec)

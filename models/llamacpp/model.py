@@ -1,0 +1,247 @@
+"""One loaded llama.cpp model: the `Backend` and `ScoringModel` contracts (models/backend.py) on a `Llama`."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from ggroute.core.errors import GenerationError, ModelLoadError
+from ggroute.models.backend import (
+    DecodeAborted,
+    EndOfText,
+    EventStream,
+    Prompt,
+    PromptEvaluated,
+    StopCheck,
+    TextChunk,
+)
+from ggroute.models.catalog import ModelSpec
+from ggroute.models.llamacpp.chat import ChatFormatter, prepare_prompt
+from ggroute.models.llamacpp.runtime import GGML_TYPES, available_cores, engine_version, route_llama_logs_to_logging
+from ggroute.models.sampling import SAMPLING
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+
+class LlamaModel:
+    """A `Llama` and what ggroute knows about it. Whoever loads it closes it (`close()` is idempotent)."""
+
+    def __init__(self, spec: ModelSpec, llama: Llama, load_s: float) -> None:
+        self._spec = spec
+        self.llama = llama
+        self._load_s = load_s
+        self.lock = threading.Lock()  # a llama.cpp context serves one request at a time
+        self._should_abort: StopCheck | None = None
+        self._abort_cb = self._make_abort_callback()
+        self._closed = False
+        self.chat_formatter: ChatFormatter | None = None  # built on the first chat prompt
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._spec
+
+    @property
+    def load_s(self) -> float:
+        return self._load_s
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.llama.close()
+
+    # --- tokens -------------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]:
+        return list(self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+
+    def token_text(self, token_id: int) -> str:
+        return self.llama.detokenize([token_id], special=True).decode("utf-8", errors="replace")
+
+    def is_end_of_generation(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token))
+
+    def cached_prefix_length(self, tokens: list[int]) -> int:
+        llama = self.llama
+        n = min(llama.n_tokens, len(tokens))
+        same = llama.input_ids[:n] == np.asarray(tokens[:n], dtype=llama.input_ids.dtype)
+        return n if bool(same.all()) else int(np.argmin(same))
+
+    # --- aborting a decode in flight ----------------------------------------------------------------------
+
+    def _make_abort_callback(self) -> object:
+        import llama_cpp
+
+        @llama_cpp.ggml_abort_callback  # type: ignore[untyped-decorator]
+        def _abort(_data: ctypes.c_void_p) -> bool:
+            check = self._should_abort
+            return bool(check is not None and check())
+
+        return _abort
+
+    @contextlib.contextmanager
+    def abortable(self, should_stop: StopCheck) -> Iterator[None]:
+        """Let llama.cpp stop a decode in flight when `should_stop()` turns true.
+
+        llama.cpp calls the callback between graph nodes (hundreds of times per token), so it is installed
+        only around prompt processing; during decoding the per-token checks are fine-grained enough.
+        """
+        import llama_cpp
+
+        self._should_abort = should_stop
+        llama_cpp.llama_set_abort_callback(self.llama.ctx, self._abort_cb, None)
+        try:
+            yield
+        finally:
+            llama_cpp.llama_set_abort_callback(self.llama.ctx, llama_cpp.ggml_abort_callback(), None)
+            self._should_abort = None
+
+    # --- Backend: generation ------------------------------------------------------------------------------
+
+    def prepare(self, task: str) -> Prompt:
+        return prepare_prompt(self, task)
+
+    def _reused_prefix(self, tokens: list[int]) -> int:
+        """Prompt tokens llama-cpp-python's generate() takes from the KV cache instead of evaluating.
+
+        Mirrors its rule: reuse the longest common prefix with what is in the cache, but always evaluate at
+        least one token so that fresh logits exist (unless the exact prompt is cached with live logits).
+        """
+        common = self.cached_prefix_length(tokens)
+        if common < len(tokens):
+            return common
+        exact_live = self.llama.n_tokens == len(tokens) and not self.llama._requires_eval
+        return len(tokens) if exact_live else common - 1
+
+    def stream(self, prompt: Prompt, max_tokens: int, should_stop: StopCheck) -> EventStream:
+        # max_tokens is the caller's to enforce: it closes this generator, so no token is sampled past it.
+        with self.lock:
+            yield from self._stream(prompt.tokens, should_stop)
+
+    def _stream(self, tokens: list[int], should_stop: StopCheck) -> EventStream:
+        llama, settings = self.llama, self._spec.settings
+        if settings.temperature > 0:
+            llama.set_seed(settings.seed)
+        cached = self._reused_prefix(tokens)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        sampled = llama.generate(tokens, temp=settings.temperature, top_k=SAMPLING.top_k, top_p=SAMPLING.top_p,
+                                 min_p=SAMPLING.min_p, repeat_penalty=SAMPLING.repeat_penalty)
+        try:
+            try:
+                with self.abortable(should_stop):
+                    token = next(sampled)
+            except RuntimeError as exc:  # llama_decode failed, or was aborted by the callback
+                if should_stop():
+                    return
+                raise GenerationError(f"llama.cpp failed on model '{self.name}': {exc}") from exc
+            yield PromptEvaluated(cached_tokens=cached)
+            while not self.is_end_of_generation(token):
+                yield TextChunk(decoder.decode(llama.detokenize([token], special=False)))
+                try:
+                    token = next(sampled)
+                except RuntimeError as exc:
+                    raise GenerationError(f"llama.cpp failed on model '{self.name}': {exc}") from exc
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield TextChunk(tail, tokens=0)
+            yield EndOfText()
+        finally:
+            sampled.close()
+
+    # --- ScoringModel: the router's forward passes --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def session(self, should_stop: StopCheck) -> Iterator[None]:
+        with self.lock, self.abortable(should_stop):
+            yield
+
+    def evaluate(self, tokens: list[int]) -> int:
+        llama = self.llama
+        common = min(self.cached_prefix_length(tokens), len(tokens) - 1)  # evaluate >= 1 token: fresh logits
+        llama.n_tokens = common  # eval() drops the KV cells from here on
+        try:
+            llama.eval(tokens[common:])
+        except RuntimeError as exc:  # llama_decode aborted by the callback, or failed
+            llama.n_tokens = 0  # what the context holds is unknown now: reuse nothing next time
+            if self._should_abort is not None and self._should_abort():
+                raise DecodeAborted from exc
+            raise GenerationError(f"llama.cpp failed evaluating on model '{self.name}': {exc}") from exc
+        return len(tokens) - common
+
+    def last_logits(self, candidates: list[int]) -> npt.NDArray[np.float64]:
+        import llama_cpp
+
+        llama = self.llama
+        pointer = llama_cpp.llama_get_logits_ith(llama.ctx, -1)
+        logits = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(llama.n_vocab(),))
+        return logits[candidates].astype(np.float64)
+
+    def save_state(self) -> bytes:
+        """Sequence 0's KV cells only, not llama-cpp-python's whole-state snapshot (which copies logits)."""
+        import llama_cpp
+
+        size = llama_cpp.llama_state_seq_get_size(self.llama.ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self.llama.ctx, buffer, size, 0)
+        return bytes(buffer)[:written]
+
+    def restore_state(self, data: bytes, tokens: list[int]) -> bool:
+        import llama_cpp
+
+        llama = self.llama
+        llama.n_tokens = 0
+        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_seq_set_data(llama.ctx, buffer, len(data), 0) != len(data):
+            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+            return False
+        llama.input_ids[: len(tokens)] = tokens
+        llama.n_tokens = len(tokens)
+        return True
+
+    def state_identity(self) -> tuple[object, ...]:
+        spec, stat = self._spec, self._spec.path.stat()
+        s = spec.settings
+        return (str(spec.path), stat.st_size, stat.st_mtime_ns, engine_version(), s.context_size, s.n_batch,
+                s.swa_full, s.n_gpu_layers, s.cache_type_k)
+
+
+def load_llama_model(spec: ModelSpec) -> LlamaModel:
+    """Load a model with its configured settings; the GGUF header was already checked by the catalog."""
+    from llama_cpp import Llama
+
+    route_llama_logs_to_logging()
+    settings = spec.settings
+    threads = settings.n_threads or available_cores()
+    started = time.perf_counter()
+    try:
+        llama = Llama(
+            model_path=str(spec.path),
+            n_ctx=settings.context_size,
+            n_batch=settings.n_batch,
+            n_ubatch=min(settings.n_batch, 512),
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=settings.n_gpu_layers,
+            seed=settings.seed,
+            swa_full=settings.swa_full,
+            type_k=GGML_TYPES[settings.cache_type_k],
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"llama.cpp could not load model '{spec.name}' from {spec.path}: {exc}") from exc
+    return LlamaModel(spec, llama, time.perf_counter() - started)

@@ -1,0 +1,62 @@
+"""Process-wide llama-cpp-python facts: its log routing, type ids, GPU support, version, weight conversion."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from importlib.metadata import version
+from pathlib import Path
+
+from ggroute.models.config import CacheType, WeightsType
+
+log = logging.getLogger("ggroute.llama_cpp")
+_log_callback: object | None = None  # kept alive: llama.cpp holds a pointer to it
+
+# ggml_type ids (ggml.h); llama-cpp-python does not export GGML_TYPE_BF16.
+GGML_TYPES: dict[CacheType, int] = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 8, "bf16": 30}
+
+
+def route_llama_logs_to_logging() -> None:
+    """llama.cpp prints to stderr even with verbose=False; send it to the `ggroute.llama_cpp` logger instead."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def _on_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+        log.debug(text.decode("utf-8", errors="replace").rstrip())
+
+    _log_callback = _on_log
+    llama_cpp.llama_log_set(_on_log, ctypes.c_void_p(0))
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def engine_version() -> str:
+    return version("llama-cpp-python")
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def quantize(source: Path, target: Path, weights_type: WeightsType) -> int:
+    """Write `source` with its weights converted to `weights_type`; llama.cpp's status (0 is success)."""
+    import llama_cpp
+
+    route_llama_logs_to_logging()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = {
+        "bf16": llama_cpp.LLAMA_FTYPE_MOSTLY_BF16,
+        "f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
+        "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
+    }[weights_type]
+    params.allow_requantize = True  # the source is already quantized; going to a wider type loses nothing
+    params.nthread = 0  # 0: every core
+    return int(llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)))
