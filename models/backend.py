@@ -95,12 +95,17 @@ class ScoringModel(Protocol):
         """How many leading `tokens` the context already holds."""
         ...
 
-    def evaluate(self, tokens: list[int]) -> int:
+    def evaluate(self, tokens: list[int], *, hidden: bool = False) -> int:
         """Bring the context to exactly `tokens`, reusing its common prefix; return how many were evaluated.
 
-        At least one token is evaluated so that fresh logits exist. Call inside `session()`. Raises
-        `DecodeAborted` when the session's `should_stop()` turned true, `GenerationError` when the engine failed.
+        At least one token is evaluated so that fresh logits exist. With `hidden`, the hidden states of the
+        evaluated tokens are kept for `hidden_states()`. Call inside `session()`. Raises `DecodeAborted` when
+        the session's `should_stop()` turned true, `GenerationError` when the engine failed.
         """
+        ...
+
+    def hidden_states(self, count: int) -> npt.NDArray[np.float64]:
+        """(count, hidden size): the final hidden states of the last `count` tokens `evaluate(hidden=True)` ran."""
         ...
 
     def last_logits(self, candidates: list[int]) -> npt.NDArray[np.float64]:

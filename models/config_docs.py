@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from ggroute.models.config import AppConfig, CalibrationConfig, ModelConfig, RouteConfig, RouterConfig
@@ -16,15 +17,15 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
 ]
 
 
-def _default(field) -> str:  # noqa: ANN001 - pydantic FieldInfo
+def _default(field: FieldInfo) -> str:
     if field.default is PydanticUndefined and field.default_factory is None:
         return "required"
-    value = field.default_factory() if field.default_factory is not None else field.default
+    value = field.get_default(call_default_factory=True)
     return f"`{value!r}`" if value is not None else "unset"
 
 
-def _constraints(field) -> str:  # noqa: ANN001
-    parts = []
+def _constraints(field: FieldInfo) -> str:
+    parts: list[str] = []
     for meta in field.metadata:
         for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "min length")):
             value = getattr(meta, attr, None)

@@ -18,6 +18,7 @@ from ggroute.core.files import write_atomic
 from ggroute.models.config import parse_config
 
 _WS = re.compile(r"\s*")
+_INDENT = re.compile(r"[ \t]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _SCALAR = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null")
 
@@ -36,7 +37,7 @@ class _Scanner:
         self.pos = 0
 
     def skip(self) -> None:
-        self.pos = _WS.match(self.text, self.pos).end()  # type: ignore[union-attr]
+        self.pos = _match_end(_WS, self.text, self.pos)
 
     def value(self) -> Span:
         self.skip()
@@ -84,14 +85,20 @@ class _Scanner:
         return span
 
 
+def _match_end(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """Where `pattern` stops matching at `pos` (the patterns used here also match the empty string)."""
+    match = pattern.match(text, pos)
+    return match.end() if match is not None else pos
+
+
 def _indent_of_member(text: str, obj: Span) -> str:
     """The indentation of the object's first member line, or two spaces past the line with its brace."""
     first = min((m.start for m in obj.members.values()), default=None)
     if first is not None:
         line_start = text.rfind("\n", 0, first) + 1
-        return re.match(r"[ \t]*", text[line_start:]).group()  # type: ignore[union-attr]
+        return text[line_start : _match_end(_INDENT, text, line_start)]
     line_start = text.rfind("\n", 0, obj.start) + 1
-    return re.match(r"[ \t]*", text[line_start:]).group() + "  "  # type: ignore[union-attr]
+    return text[line_start : _match_end(_INDENT, text, line_start)] + "  "
 
 
 def _append_members(text: str, obj: Span, members: list[str]) -> tuple[int, int, str]:

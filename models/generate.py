@@ -34,7 +34,6 @@ class _StopScanner:
         self.hold = max((len(s) for s in stops), default=1) - 1
         self.text = ""
         self.emitted = 0
-        self.stopped = False
 
     def feed(self, piece: str) -> tuple[str, bool]:
         """Add text; return (text safe to emit now, whether a stop string was hit)."""
@@ -43,7 +42,6 @@ class _StopScanner:
         cut = min((i for i in (self.text.find(s, search_from) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:
             self.text = self.text[:cut]
-            self.stopped = True
             return self._flush(len(self.text)), True
         return self._flush(max(self.emitted, len(self.text) - self.hold)), False
 

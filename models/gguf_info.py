@@ -35,15 +35,20 @@ class ArrayInfo:
     length: int
 
 
+Number = int | float  # every GGUF scalar type but string (bool is an int)
+# A header value as the reader keeps it: a scalar, a short numeric array, or a skipped array.
+MetadataValue = Number | str | list[Number] | ArrayInfo
+
+
 @dataclass(frozen=True)
 class GGUFInfo:
     path: Path
     file_size: int
-    metadata: dict[str, object]
+    metadata: dict[str, MetadataValue]
     weight_bytes: int
     tensor_count: int
 
-    def _arch_key(self, suffix: str) -> object | None:
+    def _arch_key(self, suffix: str) -> MetadataValue | None:
         return self.metadata.get(f"{self.architecture}.{suffix}")
 
     def _required_int(self, suffix: str) -> int:
@@ -71,7 +76,7 @@ class GGUFInfo:
 
     @property
     def n_ctx_train(self) -> int:
-        return int(self._arch_key("context_length") or 0)
+        return _as_int(self._arch_key("context_length") or 0)
 
     @property
     def n_embd(self) -> int:
@@ -85,23 +90,23 @@ class GGUFInfo:
         value = self._arch_key("attention.head_count_kv")
         if isinstance(value, list):
             return [int(v) for v in value]
-        count = int(value) if value is not None else self.n_head
+        count = _as_int(value) if value is not None else self.n_head
         return [count] * self.n_layers
 
     @property
     def key_length(self) -> int:
         value = self._arch_key("attention.key_length")
-        return int(value) if value else self.n_embd // max(self.n_head, 1)
+        return _as_int(value) if value else self.n_embd // max(self.n_head, 1)
 
     @property
     def value_length(self) -> int:
         value = self._arch_key("attention.value_length")
-        return int(value) if value else self.n_embd // max(self.n_head, 1)
+        return _as_int(value) if value else self.n_embd // max(self.n_head, 1)
 
     @property
     def sliding_window(self) -> int | None:
         value = self._arch_key("attention.sliding_window")
-        return int(value) if value else None
+        return _as_int(value) if value else None
 
     def swa_layers(self) -> list[bool]:
         """Which layers use the sliding window (all False when the model has none or the pattern is unknown)."""
@@ -128,15 +133,22 @@ class GGUFInfo:
 
         file_type = self.metadata.get("general.file_type")
         try:
-            return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")  # type: ignore[arg-type]
+            return LlamaFileType(_as_int(file_type)).name.removeprefix("MOSTLY_")
         except (TypeError, ValueError):
             return "unknown"
 
 
-def _first_int(value: object) -> int:
+def _as_int(value: MetadataValue | None) -> int:
+    """`int(value)` for a scalar; TypeError (as `int()` raises it) for an array or a missing value."""
+    if value is None or isinstance(value, list | ArrayInfo):
+        raise TypeError(f"expected a number in the GGUF header, got {value!r}")
+    return int(value)
+
+
+def _first_int(value: MetadataValue) -> int:
     if isinstance(value, list):
         return int(value[0]) if value else 0
-    return int(value) if value is not None else 0
+    return _as_int(value)
 
 
 class _Reader:
@@ -149,15 +161,18 @@ class _Reader:
             raise _Truncated()
         return data
 
-    def scalar(self, kind: int) -> object:
+    def scalar(self, kind: int) -> Number:
         fmt = _SCALAR_FORMATS[kind]
-        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+        value: Number = struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+        return value
 
     def u64(self) -> int:
-        return struct.unpack("<Q", self.read(8))[0]
+        value: int = struct.unpack("<Q", self.read(8))[0]
+        return value
 
     def u32(self) -> int:
-        return struct.unpack("<I", self.read(4))[0]
+        value: int = struct.unpack("<I", self.read(4))[0]
+        return value
 
     def string(self) -> str:
         return self.read(self.u64()).decode("utf-8", errors="replace")
@@ -166,7 +181,7 @@ class _Reader:
         for _ in range(count):
             self.handle.seek(self.u64(), 1)
 
-    def value(self, kind: int) -> object:
+    def value(self, kind: int) -> MetadataValue:
         if kind == _STRING:
             return self.string()
         if kind == _ARRAY:
@@ -230,7 +245,7 @@ def _parse(reader: _Reader, path: Path, file_size: int) -> GGUFInfo:
     n_tensors, n_kv = reader.u64(), reader.u64()
     if n_tensors > 1_000_000 or n_kv > 1_000_000:
         raise ModelFileError(f"{path}: corrupt GGUF header ({n_tensors} tensors, {n_kv} keys)")
-    metadata: dict[str, object] = {}
+    metadata: dict[str, MetadataValue] = {}
     for _ in range(n_kv):
         key = reader.string()
         metadata[key] = reader.value(reader.u32())
@@ -242,7 +257,7 @@ def _parse(reader: _Reader, path: Path, file_size: int) -> GGUFInfo:
         offset = reader.u64()
         weight_bytes += nbytes
         data_end = max(data_end, offset + nbytes)
-    alignment = int(metadata.get("general.alignment", 32) or 32)
+    alignment = _as_int(metadata.get("general.alignment", 32) or 32)
     header_end = reader.handle.tell()
     data_start = (header_end + alignment - 1) // alignment * alignment
     if data_start + data_end > file_size:

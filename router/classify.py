@@ -43,6 +43,13 @@ class Decision:
     evaluated_tokens: int  # tokens run through the model for this decision (the rest came from the KV cache)
 
 
+@dataclass(frozen=True)
+class TaskFeatures:
+    label_logits: FloatArray  # (routes,)
+    hidden_last: FloatArray  # (hidden size,) at the last token of "Category:"
+    hidden_mean: FloatArray  # (hidden size,) mean over the task's own tokens
+
+
 def build_prefix(router: RouterConfig) -> str:
     lines = [" ".join(router.instruction.split()), "", "Categories:"]
     for name, route in router.routes.items():
@@ -124,6 +131,17 @@ class RouteClassifier:
     def _label_logits(self, task_tokens: list[int]) -> tuple[FloatArray, int]:
         evaluated = self.model.evaluate(self.prefix_tokens + task_tokens + self.suffix_tokens)
         return self.model.last_logits(self.label_tokens), evaluated
+
+    def features(self, task: str) -> TaskFeatures:
+        """What the router's forward pass over this task gives: label logits and hidden states."""
+        validate_task(task)
+        if self.model.cached_prefix_length(self.prefix_tokens) < len(self.prefix_tokens):
+            self.model.evaluate(self.prefix_tokens)  # then the task below is evaluated in one batch
+        task_tokens, _ = self._task_tokens(task)
+        self.model.evaluate(self.prefix_tokens + task_tokens + self.suffix_tokens, hidden=True)
+        hidden = self.model.hidden_states(len(task_tokens) + len(self.suffix_tokens))
+        task_mean = hidden[: len(task_tokens)].mean(axis=0)
+        return TaskFeatures(self.model.last_logits(self.label_tokens), hidden[-1], task_mean)
 
     def _content_free_bias(self) -> FloatArray:
         probs = [_softmax(self._label_logits(self._task_tokens(text)[0])[0]) for text in _CONTENT_FREE]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,7 +23,7 @@ from ggroute.models.config import RouterConfig
 from ggroute.models.pool import ModelPool
 
 if TYPE_CHECKING:
-    from ggroute.router.classify import Decision, RouteClassifier
+    from ggroute.router.classify import Decision, RouteClassifier, TaskFeatures
 
 # The router model could not give a decision: route to default_route and say why in `reason`.
 _ROUTER_UNAVAILABLE = (ModelFileError, ModelLoadError, OverBudgetError, PoolBusyError, RouterModelError)
@@ -95,10 +97,17 @@ class Router:
         latency = round((time.perf_counter() - started) * 1000, 2)
         return RouteOutcome(route, config.routes[route].model, None, f"{why}; used default_route '{route}'", latency)
 
+    def task_features(self, tasks: list[str]) -> list[TaskFeatures]:
+        """The router model's features for each task (label logits, hidden states): for training and studies."""
+        with self._classifier_session(lambda: False) as classifier:
+            return [classifier.features(task) for task in tasks]
+
     def _timeout_s(self) -> float:
         return self.pool.catalog.spec(self.require_config().model).settings.timeout_s
 
-    def _classify(self, task: str, started: float) -> Decision:
+    @contextmanager
+    def _classifier_session(self, should_stop: Callable[[], bool]) -> Iterator[RouteClassifier]:
+        """The router model leased and held for this caller, with its classifier (built on first use)."""
         from ggroute.router.classify import RouteClassifier  # numpy: not needed for `ggroute --help`
 
         config = self.require_config()
@@ -106,8 +115,12 @@ class Router:
             model = lease.model
             if not isinstance(model, ScoringModel):
                 raise ConfigError(f"router model '{config.model}' cannot score tokens: use a local GGUF model")
-            deadline = started + model.spec.settings.timeout_s
-            with model.session(lambda: time.perf_counter() > deadline):
+            with model.session(should_stop):
                 if self._classifier is None or self._classifier.model is not model:
                     self._classifier = RouteClassifier(model, config)
-                return self._classifier.decide(task)
+                yield self._classifier
+
+    def _classify(self, task: str, started: float) -> Decision:
+        deadline = started + self._timeout_s()
+        with self._classifier_session(lambda: time.perf_counter() > deadline) as classifier:
+            return classifier.decide(task)

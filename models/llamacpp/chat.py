@@ -8,11 +8,10 @@ from ggroute.core.errors import ConfigError
 from ggroute.models.backend import Prompt
 
 if TYPE_CHECKING:
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter as ChatFormatter
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
 
     from ggroute.models.llamacpp.model import LlamaModel
-else:
-    ChatFormatter = object
 
 PromptKind = Literal["chat", "completion"]
 
@@ -30,7 +29,7 @@ def prepare_prompt(model: LlamaModel, task: str) -> Prompt:
         text = settings.completion_template.replace("{task}", task)
         return Prompt(text, model.tokenize(text, add_bos=True, special=False))
     formatter = _chat_formatter(model)
-    messages = [{"role": "user", "content": task}]
+    messages: list[ChatCompletionRequestMessage] = [{"role": "user", "content": task}]
     if settings.system_prompt:
         messages.insert(0, {"role": "system", "content": settings.system_prompt})
     rendered = formatter(messages=messages)
@@ -40,7 +39,7 @@ def prepare_prompt(model: LlamaModel, task: str) -> Prompt:
     return Prompt(rendered.prompt, tokens, tuple(s for s in stops if s))
 
 
-def _chat_formatter(model: LlamaModel) -> ChatFormatter:
+def _chat_formatter(model: LlamaModel) -> Jinja2ChatFormatter:
     if model.chat_formatter is not None:
         return model.chat_formatter
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter

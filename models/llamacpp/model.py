@@ -24,12 +24,13 @@ from ggroute.models.backend import (
     TextChunk,
 )
 from ggroute.models.catalog import ModelSpec
-from ggroute.models.llamacpp.chat import ChatFormatter, prepare_prompt
+from ggroute.models.llamacpp.chat import prepare_prompt
 from ggroute.models.llamacpp.runtime import GGML_TYPES, available_cores, engine_version, route_llama_logs_to_logging
 from ggroute.models.sampling import SAMPLING
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 
 class LlamaModel:
@@ -43,7 +44,9 @@ class LlamaModel:
         self._should_abort: StopCheck | None = None
         self._abort_cb = self._make_abort_callback()
         self._closed = False
-        self.chat_formatter: ChatFormatter | None = None  # built on the first chat prompt
+        self._embeddings_on = False
+        self._hidden_count = 0  # hidden states the last evaluate() kept
+        self.chat_formatter: Jinja2ChatFormatter | None = None  # built on the first chat prompt
 
     @property
     def spec(self) -> ModelSpec:
@@ -74,6 +77,10 @@ class LlamaModel:
         import llama_cpp
 
         return bool(llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token))
+
+    def forget_context(self) -> None:
+        """The next request evaluates its whole prompt (benchmarks compare full prefills)."""
+        self.llama.reset()  # type: ignore[no-untyped-call]
 
     def cached_prefix_length(self, tokens: list[int]) -> int:
         llama = self.llama
@@ -169,10 +176,18 @@ class LlamaModel:
         with self.lock, self.abortable(should_stop):
             yield
 
-    def evaluate(self, tokens: list[int]) -> int:
+    def evaluate(self, tokens: list[int], *, hidden: bool = False) -> int:
+        import llama_cpp
+
         llama = self.llama
         common = min(self.cached_prefix_length(tokens), len(tokens) - 1)  # evaluate >= 1 token: fresh logits
         llama.n_tokens = common  # eval() drops the KV cells from here on
+        if hidden != self._embeddings_on:
+            # With embeddings on llama.cpp outputs every evaluated token; keep it off when not needed.
+            llama_cpp.llama_set_embeddings(llama.ctx, hidden)
+            self._embeddings_on = hidden
+        # llama-cpp-python evaluates in n_batch chunks; hidden states exist for the last chunk only.
+        self._hidden_count = (len(tokens) - common - 1) % llama.n_batch + 1 if hidden else 0
         try:
             llama.eval(tokens[common:])
         except RuntimeError as exc:  # llama_decode aborted by the callback, or failed
@@ -181,6 +196,23 @@ class LlamaModel:
                 raise DecodeAborted from exc
             raise GenerationError(f"llama.cpp failed evaluating on model '{self.name}': {exc}") from exc
         return len(tokens) - common
+
+    def hidden_states(self, count: int) -> npt.NDArray[np.float64]:
+        import llama_cpp
+
+        if not 0 < count <= self._hidden_count:
+            raise GenerationError(
+                f"hidden states of {count} tokens asked from model '{self.name}', "
+                f"the last evaluation kept {self._hidden_count}"
+            )
+        n_embd = self.llama.n_embd()
+        rows = np.empty((count, n_embd), dtype=np.float64)
+        for row, index in enumerate(range(-count, 0)):
+            pointer = llama_cpp.llama_get_embeddings_ith(self.llama.ctx, index)
+            if not pointer:
+                raise GenerationError(f"llama.cpp kept no hidden state at position {index} on model '{self.name}'")
+            rows[row] = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(n_embd,))
+        return rows
 
     def last_logits(self, candidates: list[int]) -> npt.NDArray[np.float64]:
         import llama_cpp

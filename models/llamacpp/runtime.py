@@ -25,7 +25,7 @@ def route_llama_logs_to_logging() -> None:
     import llama_cpp
 
     @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-    def _on_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    def _on_log(_level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
         log.debug(text.decode("utf-8", errors="replace").rstrip())
 
     _log_callback = _on_log
