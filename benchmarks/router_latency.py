@@ -21,7 +21,8 @@ from pathlib import Path
 
 from _overrides import load_with_overrides
 
-from ggroute.evals.routing_eval import percentile, read_labeled
+from ggroute.evals.routing_data import read_labeled
+from ggroute.evals.routing_eval import percentile
 from ggroute.router.pipeline import Pipeline
 
 VARIANTS: dict[str, list[str]] = {

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from _overrides import load_with_overrides
 
-from ggroute.evals.routing_eval import evaluate_routing, percentile, read_labeled
+from ggroute.evals.routing_data import read_labeled
+from ggroute.evals.routing_eval import evaluate_routing, percentile
 from ggroute.models.config import LoadedConfig
 from ggroute.router.calibrate import fit_calibration
 from ggroute.router.pipeline import Pipeline

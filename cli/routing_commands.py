@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from ggroute.cli import render
-from ggroute.cli.app import (
+from ggroute.cli.common import (
     ConfigOption,
     JsonOption,
     MaxTokensOption,
     TimeoutOption,
     VerboseOption,
-    app,
     consume,
     ctrl_c_cancels,
     emit_json,
@@ -29,15 +27,19 @@ from ggroute.cli.app import (
     out,
     read_task,
 )
+from ggroute.cli.payloads import CalibrationPayload, EvalRoutingPayload, FitPayload, RoutePayload, RunPayload
 from ggroute.models.config import load_config
 from ggroute.models.generate import RequestOptions
+from ggroute.models.metrics import GenerationResult
 from ggroute.router.routing import RouteOutcome
 
-eval_app = typer.Typer(no_args_is_help=True, help="Measure routing and generation.")
-app.add_typer(eval_app, name="eval")
+if TYPE_CHECKING:
+    from ggroute.evals.routing_eval import FitResult
+    from ggroute.router.pipeline import Pipeline
 
 
-def _pipeline(config: Path | None):  # noqa: ANN202 - Pipeline, imported lazily to keep --help fast
+def _pipeline(config: Path | None) -> Pipeline:
+    """The pipeline of `config`, which must have a router section (Pipeline is imported lazily: --help stays fast)."""
     loaded = guarded(lambda: load_config(config))
     from ggroute.router.pipeline import Pipeline
 
@@ -52,7 +54,6 @@ def _header(outcome: RouteOutcome) -> str:
             f"({outcome.reason}, {outcome.latency_ms:.0f} ms)")
 
 
-@app.command()
 def route(task: Annotated[str, typer.Argument(help="The task text, or '-' for stdin.")],
           config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Show the routing decision alone: every route's probability and the latency."""
@@ -60,14 +61,20 @@ def route(task: Annotated[str, typer.Argument(help="The task text, or '-' for st
     with _pipeline(config) as pipeline:
         outcome = guarded(lambda: pipeline.route(text))
     if as_json:
-        emit_json(dataclasses.asdict(outcome))
+        emit_json(_route_payload(outcome))
         return
     out.print(escape(_header(outcome)))
     for name, p in sorted(outcome.probabilities.items(), key=lambda kv: -kv[1]):
         out.print(f"  {name:<12} {p:.3f}")
 
 
-@app.command()
+def _route_payload(outcome: RouteOutcome) -> RoutePayload:
+    return {"route": outcome.route, "model": outcome.model, "confidence": outcome.confidence,
+            "reason": outcome.reason, "latency_ms": outcome.latency_ms, "probabilities": outcome.probabilities,
+            "label_logits": outcome.label_logits, "truncated": outcome.truncated,
+            "evaluated_tokens": outcome.evaluated_tokens}
+
+
 def run(
     task: Annotated[str, typer.Argument(help="The task text, or '-' for stdin.")],
     route_name: Annotated[str | None, typer.Option("--route", help="Skip the router and use this route.")] = None,
@@ -84,18 +91,20 @@ def run(
         if route_name is not None:
             guarded(lambda: pipeline.router.check_route(route_name))
 
-        def _go():  # noqa: ANN202
+        def _go() -> tuple[RouteOutcome, GenerationResult]:
             with pipeline.run(text, options, forced_route=route_name, cancel=cancel) as (outcome, generation):
                 if not as_json:
                     err.print(f"[bold]{escape(_header(outcome))}[/]")
                 consume(generation, stream=not as_json)
+            assert generation.result is not None
             return outcome, generation.result
 
         outcome, result = guarded(_go)
     if as_json:
-        emit_json({**generation_payload(result), "route": outcome.route, "confidence": outcome.confidence,
-                   "reason": outcome.reason, "route_latency_ms": outcome.latency_ms,
-                   "probabilities": outcome.probabilities})
+        payload: RunPayload = {**generation_payload(result), "route": outcome.route,
+                               "confidence": outcome.confidence, "reason": outcome.reason,
+                               "route_latency_ms": outcome.latency_ms, "probabilities": outcome.probabilities}
+        emit_json(payload)
     else:
         err.print(f"[dim]{escape(render.footer(result))}[/]")
         if verbose:
@@ -103,7 +112,6 @@ def run(
     exit_for(result)
 
 
-@eval_app.command("routing")
 def eval_routing(
     file: Annotated[Path, typer.Argument(help="JSONL of {\"task\": ..., \"route\": ...} lines.")],
     config: ConfigOption = None,
@@ -111,15 +119,16 @@ def eval_routing(
     fit: Annotated[bool, typer.Option("--fit", help="Also fit router.calibration on this file and print it.")] = False,
 ) -> None:
     """Accuracy, per-route precision and recall, confusion matrix, fallbacks and latency on a labeled file."""
-    from ggroute.evals.routing_eval import evaluate_routing, read_labeled
+    from ggroute.evals.routing_data import read_labeled
+    from ggroute.evals.routing_eval import evaluate_routing, fit_from_report
 
     with _pipeline(config) as pipeline:
         routes = list(pipeline.router.require_config().routes)
         rows = guarded(lambda: read_labeled(file, routes))
         report = guarded(lambda: evaluate_routing(pipeline.router, rows))
-    payload = report.as_dict()
+    payload = cast(EvalRoutingPayload, report.as_dict())
     if fit:
-        payload["fit"] = guarded(lambda: _fit(report, routes))
+        payload["fit"] = _fit_payload(guarded(lambda: fit_from_report(report, routes)))
     if as_json:
         emit_json(payload)
         return
@@ -142,17 +151,6 @@ def eval_routing(
         out.print(escape(json.dumps({"calibration": payload["fit"]["calibration"]})))
 
 
-def _fit(report, routes: list[str]) -> dict[str, object]:  # noqa: ANN001 - RoutingReport
-    import numpy as np
-
-    from ggroute.core.errors import UsageError
-    from ggroute.router.calibrate import accuracy, fit_calibration
-
-    scored = [(row, label) for row, label in zip(report.label_logits, report.labels, strict=True) if row]
-    if len({label for _, label in scored}) < len(routes) or len(scored) < 2 * len(routes):
-        raise UsageError(f"--fit needs tasks the router scored for every route ({', '.join(routes)})")
-    logits = np.array([row for row, _ in scored])
-    labels = np.array([label for _, label in scored])
-    calibration = fit_calibration(logits, labels, routes)
-    return {"calibration": calibration.model_dump(), "n": len(scored),
-            "accuracy_in_sample": round(accuracy(logits, labels, calibration, routes), 4)}
+def _fit_payload(fit: FitResult) -> FitPayload:
+    return {"calibration": cast(CalibrationPayload, fit.calibration.model_dump()), "n": fit.n,
+            "accuracy_in_sample": fit.accuracy_in_sample}

@@ -12,36 +12,41 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from ggroute.cli.app import (
-    EXIT_INTERRUPTED,
-    EXIT_RUNTIME,
-    ConfigOption,
-    JsonOption,
-    ctrl_c_cancels,
-    emit_json,
-    err,
-    fail,
-    guarded,
-    out,
-)
+from ggroute.cli.common import ConfigOption, JsonOption, ctrl_c_cancels, emit_json, err, fail, guarded, out
+from ggroute.cli.exit_codes import EXIT_INTERRUPTED, EXIT_RUNTIME
+from ggroute.cli.payloads import HumanEvalPayload, SuiteReportPayload
 from ggroute.cli.render import fmt_rate
-from ggroute.cli.routing_commands import eval_app
 from ggroute.core.errors import UsageError
 from ggroute.models.config import LoadedConfig, load_config
+
+if TYPE_CHECKING:
+    from ggroute.evals.suite import Suite
+    from ggroute.evals.suite_run import CaseResult
+    from ggroute.router.pipeline import Pipeline
+
+    SuiteRun = tuple[Path, Suite, list[CaseResult]]
 
 _DETAIL_CHARS = 300
 HUMANEVAL_MAX_TOKENS = 512  # the usual budget for HumanEval completions; --max-tokens changes it
 
 
 @contextmanager
-def _progress(total: int) -> Iterator[tuple[Progress, object]]:
+def _progress(total: int) -> Iterator[tuple[Progress, TaskID]]:
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
@@ -57,11 +62,12 @@ def _check_report_path(report: Path | None) -> None:
         raise fail(UsageError(f"--report {report}: folder {report.parent} does not exist"))
 
 
-def _load_suites(files: list[Path], phase: int | None, loaded: LoadedConfig):  # noqa: ANN202
+def _load_suites(files: list[Path], phase: int | None, loaded: LoadedConfig) -> list[tuple[Path, Suite]]:
     from ggroute.core.errors import SuiteFileError
     from ggroute.evals.suite import check_against_config, load_suite
 
-    suites, problems = [], []
+    suites: list[tuple[Path, Suite]] = []
+    problems: list[str] = []
     for path in files:
         try:
             suite = load_suite(path)
@@ -77,7 +83,6 @@ def _load_suites(files: list[Path], phase: int | None, loaded: LoadedConfig):  #
     return suites
 
 
-@eval_app.command("suite")
 def eval_suite(
     files: Annotated[list[Path], typer.Argument(help="Suite files (JSON); see docs/suites.md.")],
     config: ConfigOption = None,
@@ -94,7 +99,7 @@ def eval_suite(
 
     with Pipeline(loaded) as pipeline, ctrl_c_cancels() as cancel:
         runs = guarded(lambda: _run_suites(pipeline, suites, cancel))
-    payload = build_report(runs, config=str(loaded.source))
+    payload = cast(SuiteReportPayload, build_report(runs, config=str(loaded.source)))
     if report is not None:
         try:
             report.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -112,13 +117,13 @@ def eval_suite(
         raise typer.Exit(1)
 
 
-def _run_suites(pipeline, suites, cancel: threading.Event):  # noqa: ANN001, ANN202
+def _run_suites(pipeline: Pipeline, suites: list[tuple[Path, Suite]], cancel: threading.Event) -> list[SuiteRun]:
     from ggroute.evals.suite_run import run_case
 
-    runs = []
+    runs: list[SuiteRun] = []
     with _progress(sum(len(s.cases) for _, s in suites)) as (progress, task):
         for path, suite in suites:
-            results = []
+            results: list[CaseResult] = []
             runs.append((path, suite, results))
             for case in suite.cases:
                 if cancel.is_set():
@@ -134,7 +139,7 @@ def _run_suites(pipeline, suites, cancel: threading.Event):  # noqa: ANN001, ANN
     return runs
 
 
-def _print_suite_report(payload: dict) -> None:
+def _print_suite_report(payload: SuiteReportPayload) -> None:
     table = Table(title="Suite results")
     for col in ("suite", "case", "route", "result", "tok/s", "seconds"):
         table.add_column(col, justify="right" if col in ("tok/s", "seconds") else "left", overflow="fold")
@@ -162,7 +167,6 @@ def _print_suite_report(payload: dict) -> None:
               f"decode median {fmt_rate(t['decode_tokens_per_s_median'])} tok/s, {t['seconds']:.1f} s")
 
 
-@eval_app.command("humaneval")
 def eval_humaneval(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N problems.")] = None,
     route_name: Annotated[str | None, typer.Option(
@@ -191,7 +195,7 @@ def eval_humaneval(
     if prompt not in ("auto", "chat", "completion"):
         raise fail(UsageError(f"--prompt must be auto, chat or completion (got '{prompt}')"))
     spec = guarded(lambda: ModelCatalog(loaded).spec(model_name))
-    mode = he.prompt_mode(spec) if prompt == "auto" else prompt
+    mode = he.prompt_mode(spec) if prompt == "auto" else cast(he.PromptMode, prompt)  # checked above
     max_tokens = max_tokens or min(spec.settings.max_tokens, HUMANEVAL_MAX_TOKENS)
     options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout)
     eval_loaded = guarded(lambda: he.eval_config(loaded, spec, mode))
@@ -207,8 +211,8 @@ def eval_humaneval(
 
         results = guarded(lambda: he.run_humaneval(pipeline, model_name, mode, problems, options,
                                                    cancel=cancel, on_result=_done))
-    payload = he.report(results, route=route_label, model=model_name, prompt_mode=mode,
-                        max_tokens=max_tokens, config=str(loaded.source))
+    payload = cast(HumanEvalPayload, he.report(results, route=route_label, model=model_name, prompt_mode=mode,
+                                               max_tokens=max_tokens, config=str(loaded.source)))
     if as_json:
         emit_json(payload)
     else:

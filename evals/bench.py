@@ -89,6 +89,35 @@ def skip_reason(spec: ModelSpec, settings: BenchSettings, prompt_tokens: int, ge
     return None
 
 
+def measure(catalog: ModelCatalog, name: str, settings: BenchSettings, prompt_tokens: int, gen_tokens: int,
+            repeat: int) -> BenchResult:
+    """One model under one settings combination: measured in a child process, or skipped with the reason."""
+    spec = spec_for(catalog, name, settings)
+    s = spec.settings
+    effective: dict[str, object] = {"n_threads": s.n_threads, "context_size": s.context_size, "n_batch": s.n_batch,
+                                    "n_gpu_layers": s.n_gpu_layers, "weights_type": s.weights_type,
+                                    "cache_type_k": s.cache_type_k}
+    result = BenchResult(name, settings, effective, estimate_mb=round(spec.plan.own_bytes / 1e6, 1))
+    result.skipped = skip_reason(spec, settings, prompt_tokens, gen_tokens, catalog.budget_bytes)
+    if result.skipped is None:
+        measured = measure_in_child(str(catalog.loaded.source), name, settings, prompt_tokens, gen_tokens, repeat)
+        for key, value in measured.items():
+            setattr(result, key, value)
+    return result
+
+
+def compare_with_raw_llama(catalog: ModelCatalog, name: str, repeat: int, gen_tokens: int) -> dict[str, object]:
+    """`bench --vs-raw`: ggroute against llama-cpp-python direct on the model as configured (at least 3 pairs)."""
+    from ggroute.evals.bench_raw import compare_with_raw
+    from ggroute.models.llamacpp.model import load_llama_model
+
+    model = load_llama_model(catalog.spec(name))
+    try:
+        return compare_with_raw(model, repeat=max(repeat, 3), max_tokens=gen_tokens).summary()
+    finally:
+        model.close()
+
+
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
@@ -136,7 +165,8 @@ def measure_in_child(config_path: str, name: str, settings: BenchSettings, promp
 
         tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
         raise GenerationError(f"benchmark of '{name}' ({settings.label()}) failed: {tail[0]}")
-    return json.loads(done.stdout)
+    measured: dict[str, float] = json.loads(done.stdout)
+    return measured
 
 
 def _child_main(raw: str) -> None:

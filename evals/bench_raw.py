@@ -35,7 +35,7 @@ class RawComparison:
     runs: list[PairedRun]
 
     def _median(self, key: str) -> float:
-        return statistics.median(getattr(r, key) for r in self.runs)
+        return float(statistics.median(float(getattr(r, key)) for r in self.runs))
 
     def summary(self) -> dict[str, object]:
         decode = (self._median("ggroute_decode"), self._median("raw_decode"))
@@ -52,7 +52,7 @@ class RawComparison:
 
 
 def through_ggroute(model: LlamaModel, task: str, max_tokens: int) -> tuple[float, float, int]:
-    model.llama.reset()
+    model.forget_context()
     result = Generation(model, task, RequestOptions(max_tokens=max_tokens, timeout_s=3600)).run()
     t = result.timings
     return t.decode_tokens_per_s or 0.0, t.prefill_tokens_per_s or 0.0, result.usage.completion_tokens
@@ -61,7 +61,7 @@ def through_ggroute(model: LlamaModel, task: str, max_tokens: int) -> tuple[floa
 def through_raw(model: LlamaModel, task: str, max_tokens: int) -> tuple[float, float, int]:
     llama, prepared = model.llama, model.prepare(task)
     stop = list(dict.fromkeys([*model.spec.settings.stop, *prepared.stop]))
-    llama.reset()
+    model.forget_context()
     started = time.perf_counter()
     stamps: list[float] = []
     for chunk in llama.create_completion(prepared.tokens, max_tokens=max_tokens,

@@ -88,7 +88,7 @@ def load_problems(limit: int | None = None) -> list[Problem]:
 
 
 def prompt_mode(spec: ModelSpec) -> PromptMode:
-    """Mirrors models/prompt.py: chat when prompt_format says so, or (auto) when the GGUF has a chat template."""
+    """Mirrors models/llamacpp/chat.py: chat when prompt_format says so, or (auto) when the GGUF has a chat template."""
     fmt = spec.settings.prompt_format
     if fmt == "auto":
         return "chat" if spec.info.chat_template else "completion"

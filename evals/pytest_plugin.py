@@ -87,7 +87,7 @@ class SuiteFile(pytest.File):
         for case in suite.cases:
             yield SuiteItem.from_parent(self, name=case.id, suite=suite, case=case)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:  # noqa: ANN401
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
         return _known_error(excinfo) or super().repr_failure(excinfo)
 
 
@@ -98,7 +98,7 @@ class CaseFailed(Exception):
 
 
 class SuiteItem(pytest.Item):
-    def __init__(self, *, suite: Suite, case: Case, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(self, *, suite: Suite, case: Case, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.suite = suite
         self.case = case
@@ -114,7 +114,7 @@ class SuiteItem(pytest.Item):
         if not result.passed:
             raise CaseFailed(result)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:  # noqa: ANN401
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, CaseFailed):
             return describe_failure(excinfo.value.result)
         return _known_error(excinfo) or super().repr_failure(excinfo, style)

@@ -2,42 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ggroute.core.errors import UsageError
+from ggroute.evals.routing_data import LabeledTask
+from ggroute.models.config import CalibrationConfig
 from ggroute.router.routing import Router
-
-
-class LabeledTask(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    task: str = Field(min_length=1)
-    route: str
-
-
-def read_labeled(path: Path, known_routes: list[str]) -> list[LabeledTask]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-    rows: list[LabeledTask] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = LabeledTask.model_validate(json.loads(line))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            raise UsageError(f"{path}:{number}: not a {{\"task\", \"route\"}} object: {exc}") from None
-        if row.route not in known_routes:
-            raise UsageError(f"{path}:{number}: route '{row.route}' is not one of {', '.join(known_routes)}")
-        rows.append(row)
-    if not rows:
-        raise UsageError(f"{path}: no labeled tasks")
-    return rows
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -98,3 +69,27 @@ def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
                "per_evaluated_token_p50": round(statistics.median(per_token_ms), 2) if per_token_ms else 0.0}
     return RoutingReport(len(rows), round(correct / len(rows), 4), fallbacks, latency, per_route, confusion, misses,
                          logits, [routes.index(row.route) for row in rows])
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A router calibration fitted on the tasks of a report, and its accuracy on those same tasks."""
+
+    calibration: CalibrationConfig
+    n: int  # tasks the router scored (those it did not score are left out)
+    accuracy_in_sample: float  # on the tasks it was fitted on: check it on others before trusting it
+
+
+def fit_from_report(report: RoutingReport, routes: list[str]) -> FitResult:
+    """Fit router.calibration on the label logits of `report`; UsageError when some route has no scored task."""
+    import numpy as np  # lazily: `ggroute --help` must not pay for numpy
+
+    from ggroute.router.calibrate import accuracy, fit_calibration
+
+    scored = [(row, label) for row, label in zip(report.label_logits, report.labels, strict=True) if row]
+    if len({label for _, label in scored}) < len(routes) or len(scored) < 2 * len(routes):
+        raise UsageError(f"--fit needs tasks the router scored for every route ({', '.join(routes)})")
+    logits = np.array([row for row, _ in scored])
+    labels = np.array([label for _, label in scored])
+    calibration = fit_calibration(logits, labels, routes)
+    return FitResult(calibration, len(scored), round(accuracy(logits, labels, calibration, routes), 4))

@@ -23,6 +23,7 @@ def invoke(*args: str):  # noqa: ANN201
     return CliRunner().invoke(app, list(args))
 
 
+@pytest.mark.slow
 def test_thread_sweep_json_shape(write_config, test_config) -> None:
     config = write_config(test_config)
     result = invoke("bench", "coder", *TINY, "--threads", "1,2", "--json", "-c", str(config))
@@ -41,6 +42,7 @@ def test_thread_sweep_json_shape(write_config, test_config) -> None:
     assert payload["interrupted"] is False
 
 
+@pytest.mark.slow
 def test_gpu_values_are_skipped_with_the_reason_on_a_cpu_build(write_config, test_config) -> None:
     if gpu_offload_supported():
         pytest.skip("this llama.cpp build can offload to a GPU")
@@ -64,6 +66,7 @@ def test_values_that_do_not_fit_are_skipped_with_the_reason(write_config, test_c
     assert "over memory_budget_mb" in rows[32768]["skipped"]
 
 
+@pytest.mark.slow
 def test_apply_round_trips_config_json(write_config, test_config) -> None:
     config = write_config(test_config)
     original = config.read_text()
@@ -80,6 +83,7 @@ def test_apply_round_trips_config_json(write_config, test_config) -> None:
     assert {k: v for k, v in after.items() if k != "models"} == {k: v for k, v in before.items() if k != "models"}
 
 
+@pytest.mark.slow
 def test_timeout_advice_warns_about_short_timeouts(write_config, test_config) -> None:
     test_config["models"]["coder"].update(max_tokens=4096, timeout_s=0.5)
     config = write_config(test_config)
@@ -118,6 +122,7 @@ def test_plot_without_matplotlib_fails_before_measuring(write_config, test_confi
     assert "pip install 'ggroute[plot]'" in result.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_sweep_prints_what_was_measured(write_config, test_config) -> None:
     config = write_config(test_config)
     ggroute = Path(sys.executable).with_name("ggroute")
@@ -136,6 +141,7 @@ def test_ctrl_c_mid_sweep_prints_what_was_measured(write_config, test_config) ->
     assert 0 < len(payload["results"]) < 4
 
 
+@pytest.mark.slow
 def test_weights_and_key_type_sweep_converts_and_applies(write_config, test_config) -> None:
     config = write_config(test_config)
     result = invoke("bench", "coder", *TINY, "--weights-type", "none,q8_0", "--cache-type-k", "q8_0", "--apply",
@@ -155,8 +161,8 @@ def test_weights_and_key_type_sweep_converts_and_applies(write_config, test_conf
 
 
 def test_a_router_that_only_routes_is_ranked_by_prompt_speed(write_config, test_config) -> None:
-    from ggroute.cli.bench_commands import best_per_model, ranking_metrics
     from ggroute.evals.bench import BenchResult, BenchSettings
+    from ggroute.evals.bench_sweep import best_per_model, ranking_metrics
     from ggroute.models.catalog import ModelCatalog
     from ggroute.models.config import load_config
 

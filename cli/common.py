@@ -1,0 +1,103 @@
+"""What every command module shares: option types, the two consoles, error and exit handling, JSON output.
+
+Imports nothing of ggroute.cli but exit_codes and payloads, so every command module can import it (no cycle).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar, cast
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ggroute.cli.exit_codes import EXIT_INTERRUPTED, EXIT_TIMEOUT, exit_code_for
+from ggroute.cli.payloads import GenerationPayload
+from ggroute.core.errors import GgrouteError, UsageError
+from ggroute.models.metrics import GenerationResult
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="config.json to use (else $GGROUTE_CONFIG, ./config.json, the default)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+MaxTokensOption = Annotated[int | None, typer.Option(min=1, help="Override the model's max_tokens.")]
+TimeoutOption = Annotated[float | None, typer.Option(min=0.01, help="Override the model's timeout_s.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show prompt, limits, timings.")]
+T = TypeVar("T")
+
+
+def fail(exc: GgrouteError) -> typer.Exit:
+    """Print the error and return the typer.Exit carrying its code (exit_codes.py); the caller raises it."""
+    err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    return typer.Exit(exit_code_for(exc))
+
+
+def guarded(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except GgrouteError as exc:
+        raise fail(exc) from None
+
+
+def read_task(task: str) -> str:
+    text = sys.stdin.read() if task == "-" else task
+    if not text.strip():
+        raise fail(UsageError("the task is empty: give the text of the task (or '-' to read it from stdin)"))
+    return text
+
+
+def emit_json(payload: object) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+
+
+@contextmanager
+def ctrl_c_cancels() -> Iterator[threading.Event]:
+    """While generating, Ctrl+C sets an event the generation loop and llama.cpp's abort callback watch."""
+    cancel = threading.Event()
+
+    def _on_sigint(_signum: int, _frame: object) -> None:
+        if cancel.is_set():  # a second Ctrl+C: stop waiting
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def exit_for(result: GenerationResult) -> None:
+    """Exit 130 for a cancelled generation, 3 for a timed-out one; return for a finished one."""
+    if result.finish_reason == "cancelled":
+        err.print("[yellow]interrupted[/]: partial output kept above")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.finish_reason == "timeout":
+        err.print(f"[yellow]timed out[/] after {result.limits.timeout_s} s: partial output kept")
+        raise typer.Exit(EXIT_TIMEOUT)
+
+
+def consume(generation: Iterable[str], *, stream: bool) -> None:
+    """Run a generation to its end, writing its text to stdout as it comes when `stream`."""
+    for piece in generation:
+        if stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    if stream:
+        sys.stdout.write("\n")
+
+
+def generation_payload(result: GenerationResult) -> GenerationPayload:
+    """`generate --json` (and the first fields of `run --json`): the result without the prompt preview."""
+    return cast(GenerationPayload, result.model_dump(exclude={"prompt_preview"}))

@@ -1,0 +1,66 @@
+"""`ggroute generate`: one task on one named model, no routing."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from ggroute.cli import render
+from ggroute.cli.common import (
+    ConfigOption,
+    JsonOption,
+    MaxTokensOption,
+    TimeoutOption,
+    VerboseOption,
+    consume,
+    ctrl_c_cancels,
+    emit_json,
+    err,
+    exit_for,
+    generation_payload,
+    guarded,
+    read_task,
+)
+from ggroute.models.config import load_config
+from ggroute.models.generate import RequestOptions
+from ggroute.models.metrics import GenerationResult
+
+if TYPE_CHECKING:
+    from ggroute.router.pipeline import Pipeline
+
+
+def generate(
+    task: Annotated[str, typer.Argument(help="The task text, or '-' to read it from stdin.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name from config.json (no routing).")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    max_tokens: MaxTokensOption = None,
+    timeout: TimeoutOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run TASK on one model, streaming the output."""
+    text = read_task(task)
+    loaded = guarded(lambda: load_config(config))
+    from ggroute.router.pipeline import Pipeline
+
+    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout)
+    with Pipeline(loaded) as pipeline, ctrl_c_cancels() as cancel:
+        result = guarded(lambda: _stream(pipeline, model, text, options, cancel, stream=not as_json))
+    if as_json:
+        emit_json(generation_payload(result))
+    else:
+        err.print(f"[dim]{escape(render.footer(result))}[/]")
+        if verbose:
+            render.verbose_report(err, result)
+    exit_for(result)
+
+
+def _stream(pipeline: Pipeline, model: str, text: str, options: RequestOptions, cancel: threading.Event, *,
+            stream: bool) -> GenerationResult:
+    with pipeline.generate(model, text, options, cancel=cancel) as generation:
+        consume(generation, stream=stream)
+    assert generation.result is not None
+    return generation.result
