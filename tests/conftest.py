@@ -25,6 +25,7 @@ from ggroute.models.config import (
     parse_config,
 )
 from ggroute.models.locate import CACHE_ENV
+from tests.fakes import Script, ScriptedLoader, scripted_loader
 
 TEST_CACHE_DIR = Path(tempfile.gettempdir()) / "ggroute-test-cache"
 
@@ -143,3 +144,40 @@ def routed_config(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+# --- Scripted fakes (tests/fakes.py) for pure-policy tests --------------------------------------------------
+
+_HEADERS: dict[tuple[Path, int, int], object] = {}
+
+
+@pytest.fixture
+def cached_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read each GGUF header once per session (the catalog reads it once per catalog, ~0.2 s for SmolLM2)."""
+    from ggroute.models import catalog
+    from ggroute.models.gguf_info import read_gguf_info
+
+    def cached(path: Path) -> object:
+        stat = path.stat() if path.exists() else None
+        if stat is None:
+            return read_gguf_info(path)  # raises the real error
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        if key not in _HEADERS:
+            _HEADERS[key] = read_gguf_info(path)
+        return _HEADERS[key]
+
+    monkeypatch.setattr(catalog, "read_gguf_info", cached)
+
+
+@pytest.fixture
+def scripted_backends(monkeypatch: pytest.MonkeyPatch, cached_headers: None) -> Callable[..., ScriptedLoader]:
+    """scripted_backends(coder=Script(...), ...) puts a ScriptedLoader over ggroute.models.backend.load_backend
+    (what the pool, the pipeline and the CLI load models with) and returns it; unscripted models play Script()."""
+    from ggroute.models import backend
+
+    def install(**scripts: Script) -> ScriptedLoader:
+        loader = scripted_loader(**scripts)
+        monkeypatch.setattr(backend, "load_backend", loader)
+        return loader
+
+    return install

@@ -45,6 +45,7 @@ def config_path(write_config) -> Path:
     return write_config(small_config())
 
 
+@pytest.mark.slow
 def test_generate_json(config_path: Path, tmp_path: Path) -> None:
     result = invoke("generate", "-m", "coder", COLORS, "-c", str(config_path), "--json")
     assert_exit(result, 0)
@@ -83,6 +84,7 @@ def test_generate_json(config_path: Path, tmp_path: Path) -> None:
     assert second["limits"]["max_tokens"] == 3
 
 
+@pytest.mark.slow
 def test_generate_reads_task_from_stdin_and_streams(config_path: Path) -> None:
     result = invoke("generate", "-m", "coder", "-", "-c", str(config_path), input=COLORS)
     assert_exit(result, 0)
@@ -91,6 +93,7 @@ def test_generate_reads_task_from_stdin_and_streams(config_path: Path) -> None:
     assert "completion=11 tok" in result.stderr
 
 
+@pytest.mark.slow
 def test_default_log_goes_to_xdg_state_home(write_config, tmp_path: Path) -> None:
     data = small_config()
     del data["log_file"]
@@ -220,6 +223,7 @@ def test_non_gguf_model_file(write_config, tmp_path: Path) -> None:
     assert str(tmp_path / "notes.gguf") in result.stderr
 
 
+@pytest.mark.slow
 def test_timeout_exits_3(config_path: Path) -> None:
     result = invoke("generate", "-m", "coder", COLORS, "-c", str(config_path), "--timeout", "0.01", "--json")
     assert_exit(result, 3)
@@ -261,6 +265,7 @@ def _console_script() -> str:
     return str(script) if script.is_file() else (shutil.which("ggroute") or "ggroute")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_generation(write_config, tmp_path: Path) -> None:
     data = small_config()
     data["models"]["coder"].update(context_size=4096, max_tokens=4000, timeout_s=600)  # type: ignore[index]

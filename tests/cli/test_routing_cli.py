@@ -41,6 +41,7 @@ def invoke(*args: str, stdin: str | None = None):  # noqa: ANN201
     return CliRunner().invoke(app, list(args), input=stdin)
 
 
+@pytest.mark.slow
 def test_route_json_has_every_probability(config_path: Path) -> None:
     result = invoke("route", "Detect a cycle in a directed graph", "-c", str(config_path), "--json")
     assert result.exit_code == 0, result.output
@@ -50,6 +51,7 @@ def test_route_json_has_every_probability(config_path: Path) -> None:
     assert payload["latency_ms"] > 0
 
 
+@pytest.mark.slow
 def test_run_json_adds_route_fields_and_logs_them(config_path: Path, tmp_path: Path) -> None:
     result = invoke("run", "Write a Dockerfile for a Django app", "-c", str(config_path), "--json")
     assert result.exit_code == 0, result.output
@@ -66,6 +68,7 @@ def test_run_json_adds_route_fields_and_logs_them(config_path: Path, tmp_path: P
     assert logged["route_latency_ms"] == payload["route_latency_ms"]
 
 
+@pytest.mark.slow
 def test_run_streams_with_header_and_footer(config_path: Path) -> None:
     result = invoke("run", "Write a Dockerfile for a Django app", "-c", str(config_path), "--route", "coder")
     assert result.exit_code == 0, result.output
@@ -95,6 +98,7 @@ def test_config_without_router_section(tmp_path: Path) -> None:
     assert "no `router` section" in result.stderr
 
 
+@pytest.mark.slow
 def test_eval_routing_json(config_path: Path, labeled: Path) -> None:
     result = invoke("eval", "routing", str(labeled), "-c", str(config_path), "--json")
     assert result.exit_code == 0, result.output
@@ -114,6 +118,7 @@ def test_eval_routing_bad_line_names_file_and_line(config_path: Path, tmp_path: 
     assert f"{data}:2: route 'frontend' is not one of coder, algorithm" in result.stderr
 
 
+@pytest.mark.slow
 def test_eval_routing_fit_prints_a_calibration_block(config_path: Path, labeled: Path) -> None:
     result = invoke("eval", "routing", str(labeled), "-c", str(config_path), "--json", "--fit")
     assert result.exit_code == 0, result.output

@@ -44,6 +44,7 @@ def write(tmp_path: Path, name: str, *cases: dict, **top: object) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_mixed_suite_exits_1_with_json_totals_and_report(tmp_path: Path, config: Path) -> None:
     suite = write(
         tmp_path, "mixed.suite.json",
@@ -70,6 +71,7 @@ def test_mixed_suite_exits_1_with_json_totals_and_report(tmp_path: Path, config:
     assert "FAIL mixed: berlin" in result.stderr  # the progress lines
 
 
+@pytest.mark.slow
 def test_all_passing_suites_exit_0_with_table(tmp_path: Path, config: Path) -> None:
     routing = write(tmp_path, "routing.suite.json",
                     {"id": "graph", "task": "Detect a cycle in a directed graph", "expect_route": "algorithm"},
@@ -84,6 +86,7 @@ def test_all_passing_suites_exit_0_with_table(tmp_path: Path, config: Path) -> N
     assert "passed 3/3, failed 0, route accuracy 1.000 (2/2)" in result.stdout
 
 
+@pytest.mark.slow
 def test_phase_runs_only_that_phase(tmp_path: Path, config: Path) -> None:
     routing = write(tmp_path, "routing.suite.json",
                     {"id": "graph", "task": "Detect a cycle in a directed graph", "expect_route": "algorithm"},
@@ -133,6 +136,7 @@ def test_bad_config_exits_2(tmp_path: Path) -> None:
     assert "config file not found" in result.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_run_and_reports_what_ran(tmp_path: Path, config: Path) -> None:
     story = "Write a very long and detailed story about a dragon who learns to code. Make it at least 3000 words."
     suite = write(tmp_path, "long.suite.json",

@@ -46,6 +46,7 @@ def test_build_program_runs_the_official_check(mode: str, completion: str, passe
     assert run_python(program).ok is passes
 
 
+@pytest.mark.slow
 def test_humaneval_limit_2_real_run(tmp_path: Path) -> None:
     config = small_routed_config(tmp_path / "config.json")
     result = invoke("--limit", "2", "--route", "coder", "--max-tokens", "96", "-c", str(config), "--json")
@@ -64,6 +65,7 @@ def test_humaneval_limit_2_real_run(tmp_path: Path) -> None:
         assert p["passed"] or p["reason"]  # a failure always says why
 
 
+@pytest.mark.slow
 def test_completion_models_get_the_raw_prompt(tmp_path: Path) -> None:
     config = small_routed_config(tmp_path / "config.json")
     result = invoke("--limit", "1", "--route", "algorithm", "--max-tokens", "48", "-c", str(config), "--json")
@@ -107,6 +109,7 @@ def test_config_without_router_needs_model(tmp_path: Path) -> None:
     assert "the config has no `router` section: pick the model with --model NAME" in result.stderr
 
 
+@pytest.mark.slow  # 175 sandboxed interpreters
 def test_canonical_solutions_pass_through_both_program_builders() -> None:
     """The harness itself (program assembly, sandbox limits, no site-packages) accepts every reference solution."""
     import gzip

@@ -40,6 +40,7 @@ def config(pytester: pytest.Pytester) -> Path:
     return small_routed_config(pytester.path / "ggroute-config.json")
 
 
+@pytest.mark.slow
 def test_cases_are_items_and_failures_say_what_failed(pytester: pytest.Pytester, config: Path) -> None:
     write_suite(pytester)
     result = pytester.runpytest("--ggroute-config", str(config), "-p", "no:cacheprovider")
@@ -65,6 +66,7 @@ def test_cases_are_items_and_failures_say_what_failed(pytester: pytest.Pytester,
     assert "pytest_plugin.py" not in text and "suite_run.py" not in text  # no traceback of ours
 
 
+@pytest.mark.slow
 def test_ini_setting_and_markers_select_cases(pytester: pytest.Pytester, config: Path) -> None:
     write_suite(pytester)
     pytester.makeini(f"[pytest]\nggroute_config = {config.name}\n")
@@ -75,6 +77,7 @@ def test_ini_setting_and_markers_select_cases(pytester: pytest.Pytester, config:
     plain.assert_outcomes(passed=1, deselected=4)
 
 
+@pytest.mark.slow
 def test_ggroute_suite_option_collects_any_name(pytester: pytest.Pytester, config: Path) -> None:
     custom = write_suite(pytester, "smoke.json", {**SUITE, "cases": SUITE["cases"][:1]})
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
@@ -118,6 +121,7 @@ def test_plugin_is_registered_and_cheap_to_import() -> None:
     assert plugins.get("ggroute") == "ggroute.evals.pytest_plugin"
 
 
+@pytest.mark.slow
 def test_a_suite_path_argument_with_a_case_id(pytester: pytest.Pytester, config: Path) -> None:
     write_suite(pytester, "custom.suite.json")  # not phase*: collected because it is named on the command line
     result = pytester.runpytest("custom.suite.json::paris", "--ggroute-config", str(config), "-p", "no:cacheprovider")

@@ -72,6 +72,7 @@ def test_nonzero_exit_and_exception_reasons() -> None:
     assert result.reason == "exit code 1: ValueError: nope"
 
 
+@pytest.mark.slow  # waits out a time limit
 def test_infinite_loop_times_out() -> None:
     result = run_python("while True: pass", SandboxLimits(timeout_s=1.5))
     assert result.timed_out
@@ -81,6 +82,7 @@ def test_infinite_loop_times_out() -> None:
     assert 1.4 < result.duration_s < 5
 
 
+@pytest.mark.slow  # waits out a time limit
 def test_cpu_limit_kills_busy_loop_before_wall_clock() -> None:
     result = run_python("while True: pass", SandboxLimits(timeout_s=20, cpu_s=1))
     assert not result.ok
@@ -90,6 +92,7 @@ def test_cpu_limit_kills_busy_loop_before_wall_clock() -> None:
     assert result.duration_s < 10
 
 
+@pytest.mark.slow  # waits out a time limit
 def test_fork_bomb_is_contained_and_leaves_no_survivors() -> None:
     # Safety: as root RLIMIT_NPROC is not enforced, and as a normal user it counts every process of the
     # uid, so the rlimit alone cannot be trusted to stop a real fork bomb here. The bomb is therefore
@@ -204,6 +207,7 @@ def test_cwd_is_fresh_temp_dir_removed_afterwards() -> None:
     assert second.stdout.splitlines()[0] != cwd
 
 
+@pytest.mark.slow  # waits out a time limit
 def test_temp_dir_removed_after_timeout() -> None:
     code = "import os\nprint(os.getcwd(), flush=True)\nopen('junk.txt', 'w').write('x')\nwhile True: pass"
     result = run_python(code, SandboxLimits(timeout_s=1.0))
@@ -225,6 +229,7 @@ def test_output_is_capped_and_truncation_noted() -> None:
     assert len(result.stdout) < 1200
 
 
+@pytest.mark.slow  # waits out a time limit
 def test_output_flood_stays_bounded_until_timeout() -> None:
     code = "import os\nwhile True:\n    os.write(1, b'z' * 65536)\n    os.write(2, b'e' * 65536)"
     result = run_python(code, SandboxLimits(timeout_s=1.0, max_output_bytes=5000))

@@ -48,6 +48,7 @@ def test_python_check_whose_test_does_not_compile_fails_with_the_reason() -> Non
     assert result.detail.startswith("the check's test code does not compile: invalid syntax (line 1)")
 
 
+@pytest.mark.slow  # waits out a time limit
 def test_python_check_times_out() -> None:
     result = python_check("while True:\n    pass", "pass", timeout_s=1)
     assert not result.passed and "timed out after 1.0 s" in result.detail
@@ -65,6 +66,7 @@ def suite(*cases: dict, **top: object) -> Suite:
     return Suite.model_validate({"name": "unit", "phase": 2, **top, "cases": list(cases)})
 
 
+@pytest.mark.slow
 def test_generation_checks_pass_and_fail_on_the_real_model(pipeline: Pipeline) -> None:
     s = suite(
         {"id": "paris", "task": "What is the capital of France? Answer in one word.",
@@ -84,6 +86,7 @@ def test_generation_checks_pass_and_fail_on_the_real_model(pipeline: Pipeline) -
                       ("finish_reason", "finish_reason 'stop', expected length")}
 
 
+@pytest.mark.slow
 def test_python_checks_on_generated_code(pipeline: Pipeline) -> None:
     s = suite(
         {"id": "add-ok", "task": ADD_TASK, "checks": {"python": "assert add(2, 3) == 5"}},
@@ -99,6 +102,7 @@ def test_python_checks_on_generated_code(pipeline: Pipeline) -> None:
     assert typo.failures[0].detail.startswith("the check's test code does not compile")
 
 
+@pytest.mark.slow
 def test_routing_only_case_and_report_totals(pipeline: Pipeline) -> None:
     s = suite(
         {"id": "graph", "task": "Detect a cycle in a directed graph", "expect_route": "algorithm"},
@@ -120,6 +124,7 @@ def test_routing_only_case_and_report_totals(pipeline: Pipeline) -> None:
     assert report["cases"][2]["passed"] is False
 
 
+@pytest.mark.slow
 def test_generation_error_fails_the_case_with_the_message(pipeline: Pipeline) -> None:
     s = suite({"id": "huge", "task": "word " * 5000, "checks": {"contains": "x"}}, defaults={"route": "coder"})
     result = run_case(pipeline, Path("unit.json"), s, s.cases[0])

@@ -41,6 +41,7 @@ def test_a_changed_source_gets_its_own_copy(smollm2_file: Path, tmp_path: Path) 
     assert converted_path(copy, "q8_0") != before
 
 
+@pytest.mark.slow
 def test_catalog_loads_the_converted_file_and_plans_its_size(write_config, test_config) -> None:
     test_config["models"]["coder"].update(weights_type="q8_0", cache_type_k="q8_0", context_size=256)
     catalog = ModelCatalog(load_config(write_config(test_config)))

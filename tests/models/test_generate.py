@@ -19,6 +19,8 @@ from ggroute.models.llamacpp.model import LlamaModel, load_llama_model
 from ggroute.models.metrics import GenerationResult
 from tests.conftest import small_config
 
+pytestmark = pytest.mark.slow  # every test here runs the real models
+
 COLORS = "Name three colors."
 COLORS_ANSWER = "1. Red\n2. Blue\n3. Green"  # SmolLM2's greedy answer: 11 tokens, then <|im_end|>
 ADD = "Write a Python function that adds two numbers."

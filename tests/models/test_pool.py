@@ -1,4 +1,4 @@
-"""ModelPool: lazy loading and eviction policy (with a recording fake loader over real memory plans), plus one
+"""ModelPool: lazy loading and eviction policy (with the scripted fake loader over real memory plans), plus one
 real-model check that evicting a model gives its memory back."""
 
 from __future__ import annotations
@@ -15,40 +15,9 @@ from ggroute.models.config import GEMMA3_PATH, SMOLLM2_PATH, load_config
 from ggroute.models.generate import Generation
 from ggroute.models.llamacpp.model import load_llama_model
 from ggroute.models.pool import ModelPool
+from tests.fakes import ScriptedLoader
 
 MB = 1_000_000
-
-
-class FakeModel:
-    """Stands in for LoadedModel in pure-policy tests: records loads and closes in a shared event list."""
-
-    def __init__(self, spec: ModelSpec, events: list[tuple[str, str]]) -> None:
-        self.spec = spec
-        self.load_s = 0.25
-        self.events = events
-        self.closed = 0
-        events.append(("load", spec.name))
-
-    def close(self) -> None:
-        self.closed += 1
-        self.events.append(("close", self.spec.name))
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-        self.models: dict[str, list[FakeModel]] = {}
-
-    def __call__(self, spec: ModelSpec) -> FakeModel:
-        model = FakeModel(spec, self.events)
-        self.models.setdefault(spec.name, []).append(model)
-        return model
-
-    def loads(self) -> list[str]:
-        return [name for kind, name in self.events if kind == "load"]
-
-    def closes(self) -> list[str]:
-        return [name for kind, name in self.events if kind == "close"]
 
 
 def _models(**extra: dict[str, object]) -> dict[str, dict[str, object]]:
@@ -70,9 +39,9 @@ def _budget_for(write_config, models: dict[str, dict[str, object]], count: int) 
 
 
 @pytest.fixture
-def two_fit(write_config) -> tuple[ModelCatalog, Recorder]:
+def two_fit(write_config) -> tuple[ModelCatalog, ScriptedLoader]:
     models = _models()
-    return _catalog(write_config, models, _budget_for(write_config, models, 2)), Recorder()
+    return _catalog(write_config, models, _budget_for(write_config, models, 2)), ScriptedLoader()
 
 
 def test_nothing_loads_before_acquire(two_fit) -> None:
@@ -91,7 +60,7 @@ def test_nothing_loads_before_acquire(two_fit) -> None:
 
 
 def test_pool_accounting_matches_budget_plan(write_config) -> None:
-    catalog, loader = _catalog(write_config, _models(), 8000), Recorder()
+    catalog, loader = _catalog(write_config, _models(), 8000), ScriptedLoader()
     pool = ModelPool(catalog, loader)
     for name in "abcd":
         with pool.acquire(name):
@@ -155,7 +124,7 @@ def test_pool_busy_when_only_busy_models_could_make_room(two_fit) -> None:
 
 def test_pinned_model_is_evicted_last(write_config) -> None:
     models = _models(a={"pinned": True})
-    catalog, loader = _catalog(write_config, models, _budget_for(write_config, models, 2)), Recorder()
+    catalog, loader = _catalog(write_config, models, _budget_for(write_config, models, 2)), ScriptedLoader()
     pool = ModelPool(catalog, loader)
     for name in ("a", "b"):  # pinned a is the least recently used
         with pool.acquire(name):
@@ -172,7 +141,7 @@ def test_pinned_model_is_evicted_last(write_config) -> None:
 
 def test_model_alone_over_budget(write_config) -> None:
     models = _models(b={"context_size": 8192})
-    catalog, loader = _catalog(write_config, models, 200), Recorder()
+    catalog, loader = _catalog(write_config, models, 200), ScriptedLoader()
     small, big = catalog.spec("a").plan, catalog.spec("b").plan
     assert small.own_bytes < 200 * MB < big.own_bytes
     pool = ModelPool(catalog, loader)
@@ -204,6 +173,7 @@ def _rss() -> int:
     return psutil.Process().memory_info().rss
 
 
+@pytest.mark.slow
 def test_evicting_a_real_model_returns_its_memory(write_config, tmp_path: Path) -> None:
     """Gemma (~340 MB estimated at context 1024) then SmolLM2 (~170 MB) under a 400 MB budget: one at a time.
 

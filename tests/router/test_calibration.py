@@ -36,6 +36,7 @@ def test_calibration_offsets_must_name_exactly_the_routes(routed_config) -> None
         load(routed_config(edit))
 
 
+@pytest.mark.slow
 def test_configured_calibration_is_what_the_router_applies(shipped_pipeline: Pipeline) -> None:
     outcome = shipped_pipeline.route("Serialize a binary tree to a string and back")
     calibration = SHIPPED["router"]["calibration"]
@@ -46,6 +47,7 @@ def test_configured_calibration_is_what_the_router_applies(shipped_pipeline: Pip
         assert outcome.probabilities[route] == pytest.approx(math.exp(score - top) / total, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_without_calibration_content_free_inputs_are_used(routed_config) -> None:
     def edit(data: dict) -> None:
         del data["router"]["calibration"]

@@ -10,6 +10,8 @@ import pytest
 from ggroute.router.pipeline import Pipeline
 from tests.conftest import load
 
+pytestmark = pytest.mark.slow  # every test here runs the real models
+
 TASK = "Count the connected components of an undirected graph"
 
 

@@ -20,6 +20,7 @@ CLEAR_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "expected"), CLEAR_CASES)
 def test_clear_cases_route_as_expected(shipped_pipeline: Pipeline, task: str, expected: str) -> None:
     outcome = shipped_pipeline.route(task)
@@ -28,6 +29,7 @@ def test_clear_cases_route_as_expected(shipped_pipeline: Pipeline, task: str, ex
     assert outcome.model == expected  # shipped routes run on the model of the same name
 
 
+@pytest.mark.slow
 def test_calibrated_probabilities_sum_to_one(shipped_pipeline: Pipeline) -> None:
     outcome = shipped_pipeline.route("Reverse a singly linked list in place")
     assert set(outcome.probabilities) == {"coder", "algorithm"}
@@ -35,6 +37,7 @@ def test_calibrated_probabilities_sum_to_one(shipped_pipeline: Pipeline) -> None
     assert outcome.confidence == pytest.approx(max(outcome.probabilities.values()), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_prefix_kv_state_is_reused(shipped_pipeline: Pipeline) -> None:
     first = shipped_pipeline.route("Implement binary search over a sorted array")
     second = shipped_pipeline.route("Write a bash script that rotates nginx logs")
@@ -46,6 +49,7 @@ def test_prefix_kv_state_is_reused(shipped_pipeline: Pipeline) -> None:
     assert first.evaluated_tokens < prefix
 
 
+@pytest.mark.slow
 def test_long_task_is_cut_to_fit_and_still_routed(shipped_pipeline: Pipeline) -> None:
     code = "def handler(event):\n    return process(event)\n" * 600  # far beyond the router's 2048 tokens
     outcome = shipped_pipeline.route("Fix the bug in this Lambda handler:\n" + code)
@@ -54,6 +58,7 @@ def test_long_task_is_cut_to_fit_and_still_routed(shipped_pipeline: Pipeline) ->
     assert outcome.reason == "classified"
 
 
+@pytest.mark.slow
 def test_task_over_max_task_tokens_is_cut_to_head_and_tail(shipped_pipeline: Pipeline) -> None:
     classifier = shipped_pipeline.router._classifier
     assert classifier is not None
@@ -66,6 +71,7 @@ def test_task_over_max_task_tokens_is_cut_to_head_and_tail(shipped_pipeline: Pip
     assert short.truncated is False
 
 
+@pytest.mark.slow
 def test_low_confidence_uses_default_route_and_says_why(routed_config) -> None:
     def edit(data: dict) -> None:
         data["router"]["min_confidence"] = 1.0
@@ -100,6 +106,7 @@ def test_router_over_budget_falls_back(routed_config) -> None:
     assert "router model unavailable" in outcome.reason and "budget" in outcome.reason
 
 
+@pytest.mark.slow
 def test_router_timeout_falls_back(routed_config) -> None:
     def edit(data: dict) -> None:
         data["models"]["router"]["timeout_s"] = 0.001
@@ -122,6 +129,7 @@ def test_empty_task_is_a_usage_error(shipped_pipeline: Pipeline) -> None:
         shipped_pipeline.route("   \n")
 
 
+@pytest.mark.slow
 def test_third_route_by_config_only(routed_config) -> None:
     def edit(data: dict) -> None:
         del data["router"]["calibration"]  # fitted for two routes; a new route needs a refit (or none)
@@ -163,6 +171,7 @@ def test_route_naming_unknown_model_is_a_config_error(routed_config) -> None:
         parse_config(path.read_text(), path)
 
 
+@pytest.mark.slow
 def test_routes_sharing_a_first_token_are_rejected(routed_config) -> None:
     def edit(data: dict) -> None:
         del data["router"]["calibration"]
