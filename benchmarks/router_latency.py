@@ -9,6 +9,7 @@ Variants (each a set of overrides on the shipped config's router model and route
   bf16            weights converted to BF16, f16 keys, max_task_tokens 48
   bf16+k_q8_0     BF16 weights, q8_0 keys, max_task_tokens 48 (the shipped config)
   q8_0+k_q8_0     weights converted to Q8_0, q8_0 keys, max_task_tokens 48
+  head            BF16 weights, q8_0 keys, max_task_tokens 48, decisions by the route head (router-head.json)
 Prints p50/p95 of route latency per variant (the first decision, which builds the prefix, left out) and each
 variant's p50 ratio to q4_1-whole.
 """
@@ -34,7 +35,15 @@ VARIANTS: dict[str, list[str]] = {
                     "router.max_task_tokens=48"],
     "q8_0+k_q8_0": ['models.router.weights_type="q8_0"', 'models.router.cache_type_k="q8_0"',
                     "router.max_task_tokens=48"],
+    "head": ['models.router.weights_type="bf16"', 'models.router.cache_type_k="q8_0"', "router.max_task_tokens=48",
+             'router.head="router-head.json"', "router.calibration=null"],
 }
+# Label-logit variants score with the calibration fitted on the dev set for the label-logit router
+# (router.calibration before the route head replaced it).
+LABEL_LOGIT_CALIBRATION = 'router.calibration={"scale": 3.1602, "offsets": {"coder": 0.0, "algorithm": -2.5692}}'
+for _name, _overrides in VARIANTS.items():
+    if _name != "head":
+        _overrides += ["router.head=null", LABEL_LOGIT_CALIBRATION]
 
 
 def main() -> None:
@@ -42,8 +51,10 @@ def main() -> None:
     parser.add_argument("--file", default="tests/data/routing_dev.jsonl")
     parser.add_argument("--config", default=None)
     parser.add_argument("--rounds", type=int, default=2, help="passes over the file")
+    parser.add_argument("--only", default=None, help="comma-separated variant names to run (default: all)")
     args = parser.parse_args()
-    pipelines = {name: Pipeline(load_with_overrides(args.config, overrides)) for name, overrides in VARIANTS.items()}
+    chosen = args.only.split(",") if args.only else list(VARIANTS)
+    pipelines = {name: Pipeline(load_with_overrides(args.config, VARIANTS[name])) for name in chosen}
     try:
         routes = list(next(iter(pipelines.values())).router.require_config().routes)
         tasks = [row.task for row in read_labeled(Path(args.file), routes)]

@@ -12,7 +12,14 @@ import sys
 
 import typer
 
-from ggroute.cli import bench_commands, config_commands, generate_commands, routing_commands, suite_commands
+from ggroute.cli import (
+    bench_commands,
+    config_commands,
+    generate_commands,
+    router_commands,
+    routing_commands,
+    suite_commands,
+)
 from ggroute.cli.common import err
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED
 
@@ -33,6 +40,10 @@ eval_app.command("routing")(routing_commands.eval_routing)
 eval_app.command("suite")(suite_commands.eval_suite)
 eval_app.command("humaneval")(suite_commands.eval_humaneval)
 app.add_typer(eval_app, name="eval")
+
+router_app = typer.Typer(no_args_is_help=True, help="Train the router's route head.")
+router_app.command("train")(router_commands.train)
+app.add_typer(router_app, name="router")
 
 
 def main() -> None:

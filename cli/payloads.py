@@ -166,10 +166,36 @@ class EvalRoutingPayloadBase(TypedDict):
     per_route: dict[str, RouteScoresPayload]
     confusion: dict[str, dict[str, int]]  # expected route -> routed route -> count
     misses: list[MissPayload]
+    confidence: ConfidencePayload
+
+
+class ConfidencePayload(TypedDict):
+    scored: int  # decisions the router made itself (not forced, no fallback)
+    expected_calibration_error: float  # 10 bins; 0 is perfect
+    wrong_above_0_9: float  # share of scored decisions that were wrong with confidence above 0.9
+
+
+class SourceScorePayload(TypedDict):
+    n: int
+    accuracy: float
 
 
 class EvalRoutingPayload(EvalRoutingPayloadBase, total=False):
     fit: FitPayload  # with --fit
+    by_source: dict[str, SourceScorePayload]  # with --by-source: source style -> n, accuracy
+
+
+# --- router train --json -----------------------------------------------------------------------------------
+
+
+class TrainHeadPayload(TypedDict):
+    head: str  # the file written
+    features: str  # last, mean or last+mean
+    n: int
+    per_route: dict[str, int]
+    accuracy_in_sample: float
+    accuracy_cross_validated: float
+    by_source_held_out: dict[str, float]  # leave-one-source-out accuracy per style (empty with one style)
 
 
 # --- bench --json -------------------------------------------------------------------------------------------

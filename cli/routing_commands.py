@@ -27,7 +27,14 @@ from ggroute.cli.common import (
     out,
     read_task,
 )
-from ggroute.cli.payloads import CalibrationPayload, EvalRoutingPayload, FitPayload, RoutePayload, RunPayload
+from ggroute.cli.payloads import (
+    CalibrationPayload,
+    EvalRoutingPayload,
+    FitPayload,
+    RoutePayload,
+    RunPayload,
+    SourceScorePayload,
+)
 from ggroute.models.config import load_config
 from ggroute.models.generate import RequestOptions
 from ggroute.models.metrics import GenerationResult
@@ -113,27 +120,42 @@ def run(
 
 
 def eval_routing(
-    file: Annotated[Path, typer.Argument(help="JSONL of {\"task\": ..., \"route\": ...} lines.")],
+    files: Annotated[list[Path], typer.Argument(
+        help="JSONL files of {\"task\": ..., \"route\": ...[, \"source\": ...]} lines, or folders of them.")],
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    fit: Annotated[bool, typer.Option("--fit", help="Also fit router.calibration on this file and print it.")] = False,
+    fit: Annotated[bool, typer.Option("--fit", help="Also fit router.calibration on these tasks, print it.")] = False,
+    by_source: Annotated[bool, typer.Option(
+        "--by-source", help="Accuracy per source style (a line's `source`, else its file's name).")] = False,
 ) -> None:
-    """Accuracy, per-route precision and recall, confusion matrix, fallbacks and latency on a labeled file."""
-    from ggroute.evals.routing_data import read_labeled
+    """Accuracy, per-route precision and recall, confusion matrix, fallbacks and latency on labeled tasks."""
+    from ggroute.evals.routing_data import read_labeled_files
     from ggroute.evals.routing_eval import evaluate_routing, fit_from_report
 
     with _pipeline(config) as pipeline:
         routes = list(pipeline.router.require_config().routes)
-        rows = guarded(lambda: read_labeled(file, routes))
+        rows = guarded(lambda: read_labeled_files(files, routes))
         report = guarded(lambda: evaluate_routing(pipeline.router, rows))
     payload = cast(EvalRoutingPayload, report.as_dict())
+    if by_source:
+        payload["by_source"] = cast(dict[str, SourceScorePayload], report.by_source)
     if fit:
         payload["fit"] = _fit_payload(guarded(lambda: fit_from_report(report, routes)))
     if as_json:
         emit_json(payload)
         return
+    quality = report.confidence
     out.print(f"n={report.n} accuracy={report.accuracy:.3f} fallbacks={report.fallbacks} "
-              f"latency p50={report.latency_ms['p50']:.1f} ms p95={report.latency_ms['p95']:.1f} ms")
+              f"latency p50={report.latency_ms['p50']:.1f} ms p95={report.latency_ms['p95']:.1f} ms "
+              f"calibration error={quality['expected_calibration_error']:.3f} "
+              f"wrong above 0.9={quality['wrong_above_0_9']:.3f}")
+    if by_source:
+        sources = Table(title="accuracy by source")
+        for column in ("source", "n", "accuracy"):
+            sources.add_column(column, justify="left" if column == "source" else "right")
+        for name, score in report.by_source.items():
+            sources.add_row(escape(name), str(score["n"]), f"{score['accuracy']:.3f}")
+        out.print(sources)
     table = Table(title="confusion (rows: expected, columns: routed)")
     table.add_column("expected")
     for r in routes:

@@ -28,9 +28,33 @@ class RoutingReport:
     misses: list[dict[str, object]]
     label_logits: list[list[float]]  # per row, in route order; empty rows where the router did not score
     labels: list[int]
+    confidence: dict[str, float | int]  # how far confidence can be trusted (confidence_quality)
+    by_source: dict[str, dict[str, float | int]]  # source style -> n, accuracy (rows without a source: none)
 
     def as_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("label_logits", "labels")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("label_logits", "labels", "by_source")}
+
+
+def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by how many decisions fall in each."""
+    total = 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [i for i, c in enumerate(confidences) if low < c <= high or (b == 0 and c == 0)]
+        if inside:
+            accuracy = sum(correct[i] for i in inside) / len(inside)
+            mean_confidence = sum(confidences[i] for i in inside) / len(inside)
+            total += len(inside) / len(confidences) * abs(accuracy - mean_confidence)
+    return round(total, 4)
+
+
+def confidence_quality(confidences: list[float], correct: list[bool]) -> dict[str, float | int]:
+    """Expected calibration error and the share of all decisions that were wrong at confidence above 0.9."""
+    if not confidences:
+        return {"scored": 0, "expected_calibration_error": 0.0, "wrong_above_0_9": 0.0}
+    wrong_sure = sum(1 for c, ok in zip(confidences, correct, strict=True) if c > 0.9 and not ok)
+    return {"scored": len(confidences), "expected_calibration_error": expected_calibration_error(confidences, correct),
+            "wrong_above_0_9": round(wrong_sure / len(confidences), 4)}
 
 
 def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
@@ -41,8 +65,14 @@ def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
     fallbacks = 0
     misses: list[dict[str, object]] = []
     logits: list[list[float]] = []
+    scored: list[tuple[float, bool]] = []
+    per_source: dict[str, list[bool]] = {}
     for index, row in enumerate(rows):
         outcome = router.decide(row.task)
+        if outcome.confidence is not None and outcome.reason == "classified":
+            scored.append((outcome.confidence, outcome.route == row.route))
+        if row.source is not None:
+            per_source.setdefault(row.source, []).append(outcome.route == row.route)
         logits.append([outcome.label_logits[r] for r in routes] if outcome.label_logits else [])
         confusion[row.route][outcome.route] += 1
         if index > 0:  # the first decision also builds the cached prefix
@@ -67,8 +97,13 @@ def evaluate_routing(router: Router, rows: list[LabeledTask]) -> RoutingReport:
     latency = {"p50": round(statistics.median(latencies), 2) if latencies else 0.0,
                "p95": round(percentile(latencies, 0.95), 2) if latencies else 0.0,
                "per_evaluated_token_p50": round(statistics.median(per_token_ms), 2) if per_token_ms else 0.0}
+    by_source: dict[str, dict[str, float | int]] = {
+        source: {"n": len(hits), "accuracy": round(sum(hits) / len(hits), 4)}
+        for source, hits in sorted(per_source.items())
+    }
+    quality = confidence_quality([c for c, _ in scored], [ok for _, ok in scored])
     return RoutingReport(len(rows), round(correct / len(rows), 4), fallbacks, latency, per_route, confusion, misses,
-                         logits, [routes.index(row.route) for row in rows])
+                         logits, [routes.index(row.route) for row in rows], quality, by_source)
 
 
 @dataclass(frozen=True)

@@ -95,12 +95,13 @@ class ScoringModel(Protocol):
         """How many leading `tokens` the context already holds."""
         ...
 
-    def evaluate(self, tokens: list[int], *, hidden: bool = False) -> int:
+    def evaluate(self, tokens: list[int], *, hidden: bool = False, reuse_at_most: int | None = None) -> int:
         """Bring the context to exactly `tokens`, reusing its common prefix; return how many were evaluated.
 
-        At least one token is evaluated so that fresh logits exist. With `hidden`, the hidden states of the
-        evaluated tokens are kept for `hidden_states()`. Call inside `session()`. Raises `DecodeAborted` when
-        the session's `should_stop()` turned true, `GenerationError` when the engine failed.
+        At least one token is evaluated so that fresh logits exist, and at most `reuse_at_most` are reused.
+        With `hidden`, the hidden states of the evaluated tokens are kept for `hidden_states()`. Call inside
+        `session()`. Raises `DecodeAborted` when the session's `should_stop()` turned true, `GenerationError`
+        when the engine failed.
         """
         ...
 

@@ -121,7 +121,13 @@ class RouterConfig(StrictModel):
     calibration: CalibrationConfig | None = Field(
         None,
         description="Label-logit scale and per-route offsets fitted with `ggroute eval routing FILE --fit`; "
-        "unset: calibrate against content-free inputs when the router starts.",
+        "unset: calibrate against content-free inputs when the router starts. Not used with `head`.",
+    )
+    head: str | None = Field(
+        None,
+        description="Route head file trained with `ggroute router train` (relative to config.json's folder): "
+        "decisions come from the router model's hidden state through this head instead of the label logits. "
+        "It must match the router model, its settings, instruction, examples and routes.",
     )
 
     @model_validator(mode="after")
@@ -129,6 +135,11 @@ class RouterConfig(StrictModel):
         if self.default_route not in self.routes:
             raise ValueError(
                 f"default_route '{self.default_route}' is not one of the routes: {', '.join(self.routes)}"
+            )
+        if self.head is not None and self.calibration is not None:
+            raise ValueError(
+                "set router.head or router.calibration, not both: the head replaces label-logit scoring "
+                "and its calibration"
             )
         if self.calibration is not None and set(self.calibration.offsets) != set(self.routes):
             raise ValueError(
@@ -186,6 +197,11 @@ class LoadedConfig:
     def model_path_ref(self, name: str) -> str:
         model = self.model(name)
         return model.path if model.path is not None else DEFAULT_PATH_BY_ROLE[name]
+
+    @property
+    def router_head_path(self) -> Path | None:
+        router = self.config.router
+        return _relative_to(self.base_dir, router.head) if router is not None and router.head else None
 
     @property
     def log_path(self) -> Path:

@@ -12,9 +12,11 @@ calibration): the router's bias toward a label with no task at all is divided ou
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +25,7 @@ from ggroute.core.errors import ConfigError, PromptTooLongError, RouterModelErro
 from ggroute.core.tasks import validate_task
 from ggroute.models.backend import ScoringModel
 from ggroute.models.config import RouterConfig
+from ggroute.router.head import FeatureKind, RouteHead, load_head
 from ggroute.router.prefix_cache import restore_prefix, save_prefix
 
 FloatArray = npt.NDArray[np.float64]
@@ -48,6 +51,13 @@ class TaskFeatures:
     label_logits: FloatArray  # (routes,)
     hidden_last: FloatArray  # (hidden size,) at the last token of "Category:"
     hidden_mean: FloatArray  # (hidden size,) mean over the task's own tokens
+    evaluated_tokens: int
+    truncated: bool
+
+    def vector(self, kind: FeatureKind) -> FloatArray:
+        parts = {"last": [self.hidden_last], "mean": [self.hidden_mean],
+                 "last+mean": [self.hidden_last, self.hidden_mean]}[kind]
+        return np.concatenate(parts)
 
 
 def build_prefix(router: RouterConfig) -> str:
@@ -73,9 +83,11 @@ def _interleave(by_route: dict[str, list[str]]) -> list[tuple[str, str]]:
 
 
 class RouteClassifier:
-    def __init__(self, model: ScoringModel, router: RouterConfig) -> None:
+    def __init__(self, model: ScoringModel, router: RouterConfig, head_path: Path | None = None) -> None:
         self.model = model
         self.router = router
+        self.head_path = head_path
+        self._head: RouteHead | None = None
         self.routes = list(router.routes)
         self.prefix_tokens = model.tokenize(build_prefix(router), add_bos=True)
         self.suffix_tokens = model.tokenize("\nCategory:", add_bos=False)
@@ -87,7 +99,9 @@ class RouteClassifier:
         self.task_budget = min(budget, router.max_task_tokens)
         self.prefix_restored = self._prime_prefix()
         calibration = router.calibration
-        if calibration is not None:
+        if head_path is not None:  # the head's probabilities are used as they are
+            self.scale, self.offsets = 1.0, np.zeros(len(self.routes))
+        elif calibration is not None:
             self.scale = calibration.scale
             self.offsets = np.array([calibration.offsets[r] for r in self.routes], dtype=np.float64)
         else:  # contextual calibration: dividing by the bias is adding -log(bias) to the logits
@@ -137,11 +151,27 @@ class RouteClassifier:
         validate_task(task)
         if self.model.cached_prefix_length(self.prefix_tokens) < len(self.prefix_tokens):
             self.model.evaluate(self.prefix_tokens)  # then the task below is evaluated in one batch
-        task_tokens, _ = self._task_tokens(task)
-        self.model.evaluate(self.prefix_tokens + task_tokens + self.suffix_tokens, hidden=True)
+        task_tokens, truncated = self._task_tokens(task)
+        # Every task token is evaluated (none reused from the previous task): the mean needs all their states.
+        evaluated = self.model.evaluate(self.prefix_tokens + task_tokens + self.suffix_tokens, hidden=True,
+                                        reuse_at_most=len(self.prefix_tokens))
         hidden = self.model.hidden_states(len(task_tokens) + len(self.suffix_tokens))
         task_mean = hidden[: len(task_tokens)].mean(axis=0)
-        return TaskFeatures(self.model.last_logits(self.label_tokens), hidden[-1], task_mean)
+        return TaskFeatures(self.model.last_logits(self.label_tokens), hidden[-1], task_mean, evaluated, truncated)
+
+    def head_identity(self) -> dict[str, str]:
+        """What a route head depends on: a head trained under other values would route wrongly."""
+        spec = self.model.spec
+        prefix = hashlib.sha256(build_prefix(self.router).encode()).hexdigest()[:16]
+        return {"router_model": spec.info.name, "hidden_size": str(spec.info.n_embd),
+                "weights_type": str(spec.settings.weights_type), "cache_type_k": spec.settings.cache_type_k,
+                "max_task_tokens": str(self.router.max_task_tokens), "prefix_sha256": prefix}
+
+    @property
+    def head(self) -> RouteHead | None:
+        if self.head_path is not None and self._head is None:
+            self._head = load_head(self.head_path, self.routes, self.head_identity())
+        return self._head
 
     def _content_free_bias(self) -> FloatArray:
         probs = [_softmax(self._label_logits(self._task_tokens(text)[0])[0]) for text in _CONTENT_FREE]
@@ -150,10 +180,18 @@ class RouteClassifier:
     def decide(self, task: str) -> Decision:
         validate_task(task)
         started = time.perf_counter()
-        task_tokens, truncated = self._task_tokens(task)
-        logits, evaluated = self._label_logits(task_tokens)
+        head = self.head
+        if head is not None:
+            features = self.features(task)
+            logits, evaluated, truncated = features.label_logits, features.evaluated_tokens, features.truncated
+            calibrated = _finite(head.probabilities(features.vector(head.features))[0])
+            task_count = len(self._task_tokens(task)[0])
+        else:
+            task_tokens, truncated = self._task_tokens(task)
+            task_count = len(task_tokens)
+            logits, evaluated = self._label_logits(task_tokens)
+            calibrated = _softmax(self.scale * logits + self.offsets)
         raw = _softmax(logits)
-        calibrated = _softmax(self.scale * logits + self.offsets)
         best = int(np.argmax(calibrated))
         return Decision(
             route=self.routes[best],
@@ -162,10 +200,16 @@ class RouteClassifier:
             raw_probabilities={r: round(float(p), 4) for r, p in zip(self.routes, raw, strict=True)},
             label_logits={r: float(x) for r, x in zip(self.routes, logits, strict=True)},
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
-            task_tokens=len(task_tokens),
+            task_tokens=task_count,
             truncated=truncated,
             evaluated_tokens=evaluated,
         )
+
+
+def _finite(probabilities: FloatArray) -> FloatArray:
+    if not np.isfinite(probabilities).all():
+        raise RouterModelError(f"the route head gave non-finite probabilities ({probabilities.tolist()})")
+    return probabilities
 
 
 def _softmax(logits: FloatArray) -> FloatArray:

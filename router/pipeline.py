@@ -23,7 +23,7 @@ class Pipeline:
         self.catalog = ModelCatalog(loaded)
         self.pool = ModelPool(self.catalog, loader)
         self.log = RequestLog(loaded.log_path)
-        self.router = Router(loaded.config.router, self.pool)
+        self.router = Router(loaded.config.router, self.pool, loaded.router_head_path)
 
     def route(self, task: str, forced_route: str | None = None) -> RouteOutcome:
         return self.router.decide(validate_task(task), forced_route)

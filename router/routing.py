@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ggroute.core.errors import (
@@ -47,9 +48,10 @@ class RouteOutcome:
 
 
 class Router:
-    def __init__(self, router: RouterConfig | None, pool: ModelPool) -> None:
+    def __init__(self, router: RouterConfig | None, pool: ModelPool, head_path: Path | None = None) -> None:
         self.config = router
         self.pool = pool
+        self.head_path = head_path
         self._classifier: RouteClassifier | None = None
 
     def require_config(self) -> RouterConfig:
@@ -102,6 +104,11 @@ class Router:
         with self._classifier_session(lambda: False) as classifier:
             return [classifier.features(task) for task in tasks]
 
+    def head_identity(self) -> dict[str, str]:
+        """What a route head trained for this router must match (see router/head.py)."""
+        with self._classifier_session(lambda: False) as classifier:
+            return classifier.head_identity()
+
     def _timeout_s(self) -> float:
         return self.pool.catalog.spec(self.require_config().model).settings.timeout_s
 
@@ -117,7 +124,7 @@ class Router:
                 raise ConfigError(f"router model '{config.model}' cannot score tokens: use a local GGUF model")
             with model.session(should_stop):
                 if self._classifier is None or self._classifier.model is not model:
-                    self._classifier = RouteClassifier(model, config)
+                    self._classifier = RouteClassifier(model, config, self.head_path)
                 yield self._classifier
 
     def _classify(self, task: str, started: float) -> Decision:

@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,16 @@ SMALL_CONFIG: dict[str, object] = {
 
 
 SHIPPED = json.loads(packaged_default_config().read_text(encoding="utf-8"))
+# Test configs are written elsewhere: point them at the shipped route head by its absolute path.
+SHIPPED["router"]["head"] = str(packaged_default_config().resolve().parent / SHIPPED["router"]["head"])
+# The calibration fitted on tests/data/routing_dev.jsonl for label-logit scoring (the router before the head).
+LABEL_LOGIT_CALIBRATION = {"scale": 3.1602, "offsets": {"coder": 0.0, "algorithm": -2.5692}}
+
+
+def label_logit_router(data: dict[str, Any], calibration: dict[str, Any] | None = None) -> None:
+    """Switch a config's router from the route head to label-logit scoring (content-free calibration if None)."""
+    data["router"]["head"] = None
+    data["router"]["calibration"] = calibration
 
 
 def load(path: Path) -> LoadedConfig:

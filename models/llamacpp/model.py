@@ -176,11 +176,13 @@ class LlamaModel:
         with self.lock, self.abortable(should_stop):
             yield
 
-    def evaluate(self, tokens: list[int], *, hidden: bool = False) -> int:
+    def evaluate(self, tokens: list[int], *, hidden: bool = False, reuse_at_most: int | None = None) -> int:
         import llama_cpp
 
         llama = self.llama
         common = min(self.cached_prefix_length(tokens), len(tokens) - 1)  # evaluate >= 1 token: fresh logits
+        if reuse_at_most is not None:
+            common = min(common, reuse_at_most)
         llama.n_tokens = common  # eval() drops the KV cells from here on
         if hidden != self._embeddings_on:
             # With embeddings on llama.cpp outputs every evaluated token; keep it off when not needed.

@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from ggroute.cli.app import app
-from ggroute.models.config import packaged_default_config
+from tests.conftest import SHIPPED
 
 
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
-    data = json.loads(packaged_default_config().read_text(encoding="utf-8"))
+    data = json.loads(json.dumps(SHIPPED))
     data["log_file"] = str(tmp_path / "requests.jsonl")
     data["models"]["coder"]["max_tokens"] = 24
     data["models"]["algorithm"]["max_tokens"] = 24
@@ -127,3 +127,55 @@ def test_eval_routing_fit_prints_a_calibration_block(config_path: Path, labeled:
     assert set(fit["calibration"]["offsets"]) == {"coder", "algorithm"}
     assert fit["calibration"]["offsets"]["coder"] == 0.0
     assert fit["accuracy_in_sample"] == 1.0
+
+
+def _corpus_sample(path: Path, per_route: int) -> Path:
+    """The first `per_route` tasks of each route from the shipped corpus, with their styles."""
+    corpus = Path(__file__).resolve().parents[2] / "router" / "data" / "corpus"
+    rows: dict[str, list[str]] = {"coder": [], "algorithm": []}
+    for file in sorted(corpus.glob("*.jsonl")):
+        for line in file.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if len(rows[row["route"]]) < per_route:
+                rows[row["route"]].append(line)
+    path.write_text("\n".join(rows["coder"] + rows["algorithm"]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_router_train_writes_a_head_that_the_config_then_routes_with(config_path: Path, tmp_path: Path) -> None:
+    labeled = _corpus_sample(tmp_path / "labeled.jsonl", per_route=25)
+    head = tmp_path / "my-head.json"
+    result = invoke("router", "train", str(labeled), "--out", str(head), "--config", str(config_path), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["n"], report["per_route"]) == (50, {"coder": 25, "algorithm": 25})
+    assert report["accuracy_in_sample"] >= 0.9
+    assert 0 <= report["accuracy_cross_validated"] <= 1
+    assert json.loads(head.read_text(encoding="utf-8"))["routes"] == ["coder", "algorithm"]
+
+    data = json.loads(config_path.read_text(encoding="utf-8"))
+    data["router"]["head"] = "my-head.json"  # relative to the config's folder
+    config_path.write_text(json.dumps(data), encoding="utf-8")
+    routed = invoke("route", "Topological sort of a dependency graph", "--config", str(config_path), "--json")
+    assert routed.exit_code == 0, routed.output
+    assert json.loads(routed.stdout)["reason"] == "classified"
+
+
+@pytest.mark.slow
+def test_router_train_with_too_few_examples_says_how_many(config_path: Path, tmp_path: Path) -> None:
+    labeled = _corpus_sample(tmp_path / "labeled.jsonl", per_route=5)
+    result = invoke("router", "train", str(labeled), "--out", str(tmp_path / "h.json"), "--config", str(config_path))
+    assert result.exit_code == 2
+    assert "at least 20 labeled tasks per route: 'coder' has 5, 'algorithm' has 5" in result.output
+    assert not (tmp_path / "h.json").exists()
+
+
+@pytest.mark.slow
+def test_eval_routing_by_source_reports_each_style(config_path: Path, tmp_path: Path) -> None:
+    labeled = _corpus_sample(tmp_path / "labeled.jsonl", per_route=3)
+    result = invoke("eval", "routing", str(labeled), "--by-source", "--json", "--config", str(config_path))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert sum(s["n"] for s in report["by_source"].values()) == 6
+    assert set(report["confidence"]) == {"scored", "expected_calibration_error", "wrong_above_0_9"}

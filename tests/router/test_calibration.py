@@ -11,7 +11,7 @@ from ggroute.core.errors import ConfigError
 from ggroute.models.config import CalibrationConfig
 from ggroute.router.calibrate import accuracy, fit_calibration
 from ggroute.router.pipeline import Pipeline
-from tests.conftest import SHIPPED, load
+from tests.conftest import LABEL_LOGIT_CALIBRATION, label_logit_router, load
 
 
 def test_fit_recovers_a_shifted_boundary() -> None:
@@ -30,16 +30,17 @@ def test_fit_recovers_a_shifted_boundary() -> None:
 
 def test_calibration_offsets_must_name_exactly_the_routes(routed_config) -> None:
     def edit(data: dict) -> None:
-        data["router"]["calibration"] = {"scale": 1.0, "offsets": {"coder": 0.0}}
+        label_logit_router(data, {"scale": 1.0, "offsets": {"coder": 0.0}})
 
     with pytest.raises(ConfigError, match="calibration.offsets must name exactly the routes"):
         load(routed_config(edit))
 
 
 @pytest.mark.slow
-def test_configured_calibration_is_what_the_router_applies(shipped_pipeline: Pipeline) -> None:
-    outcome = shipped_pipeline.route("Serialize a binary tree to a string and back")
-    calibration = SHIPPED["router"]["calibration"]
+def test_configured_calibration_is_what_the_router_applies(routed_config) -> None:
+    with Pipeline(load(routed_config(lambda data: label_logit_router(data, LABEL_LOGIT_CALIBRATION)))) as pipeline:
+        outcome = pipeline.route("Serialize a binary tree to a string and back")
+    calibration = LABEL_LOGIT_CALIBRATION
     scores = {r: calibration["scale"] * x + calibration["offsets"][r] for r, x in outcome.label_logits.items()}
     top = max(scores.values())
     total = sum(math.exp(s - top) for s in scores.values())
@@ -49,10 +50,7 @@ def test_configured_calibration_is_what_the_router_applies(shipped_pipeline: Pip
 
 @pytest.mark.slow
 def test_without_calibration_content_free_inputs_are_used(routed_config) -> None:
-    def edit(data: dict) -> None:
-        del data["router"]["calibration"]
-
-    with Pipeline(load(routed_config(edit))) as pipeline:
+    with Pipeline(load(routed_config(label_logit_router))) as pipeline:
         outcome = pipeline.route("Find the minimum spanning tree of a weighted graph")
         classifier = pipeline.router._classifier
     assert classifier is not None and classifier.scale == 1.0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ggroute.router.pipeline import Pipeline
-from tests.conftest import load
+from tests.conftest import label_logit_router, load
 
 pytestmark = pytest.mark.slow  # every test here runs the real models
 
@@ -59,6 +59,7 @@ def test_changing_the_examples_changes_the_cache_key(routed_config, fresh_cache:
     route_once(routed_config())
 
     def edit(data: dict) -> None:
+        label_logit_router(data)  # a head is trained for one prefix: this test is about the cache key
         data["router"]["routes"]["coder"]["examples"].append("Write a Makefile for a C project")
 
     _, restored = route_once(routed_config(edit))

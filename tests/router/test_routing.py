@@ -10,7 +10,7 @@ from ggroute.core.errors import ConfigError, UsageError
 from ggroute.models.config import RouterConfig, parse_config
 from ggroute.router.pipeline import Pipeline
 from ggroute.router.routing import RouteOutcome
-from tests.conftest import SHIPPED, load
+from tests.conftest import SHIPPED, label_logit_router, load
 
 CLEAR_CASES = [
     ("Find the shortest path between two nodes in a weighted graph with Dijkstra's algorithm", "algorithm"),
@@ -132,7 +132,7 @@ def test_empty_task_is_a_usage_error(shipped_pipeline: Pipeline) -> None:
 @pytest.mark.slow
 def test_third_route_by_config_only(routed_config) -> None:
     def edit(data: dict) -> None:
-        del data["router"]["calibration"]  # fitted for two routes; a new route needs a refit (or none)
+        label_logit_router(data)  # the shipped head knows two routes; content-free calibration needs no fit
         data["router"]["routes"]["general"] = {
             "model": "coder",
             "description": "questions about concepts, explanations, career and tooling advice, no code to write",
@@ -150,6 +150,31 @@ def test_third_route_by_config_only(routed_config) -> None:
     assert set(outcome.probabilities) == {"coder", "algorithm", "general"}
     assert sum(outcome.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
     assert outcome.route == "general"
+
+
+@pytest.mark.slow
+def test_a_route_head_trained_for_other_routes_is_refused_not_used(routed_config) -> None:
+    def edit(data: dict) -> None:
+        data["router"]["routes"]["general"] = {"model": "coder", "description": "questions about concepts"}
+
+    with Pipeline(load(routed_config(edit))) as pipeline, pytest.raises(ConfigError, match="retrain it"):
+        pipeline.route("Should I learn Rust or Go first?")
+
+
+@pytest.mark.slow
+def test_a_route_head_for_other_examples_is_refused_not_used(routed_config) -> None:
+    def edit(data: dict) -> None:
+        data["router"]["routes"]["coder"]["examples"].append("Write a Makefile for a C project")
+
+    with Pipeline(load(routed_config(edit))) as pipeline, pytest.raises(ConfigError, match="prefix_sha256"):
+        pipeline.route("Write a Dockerfile")
+
+
+@pytest.mark.slow
+def test_the_field_report_request_routes_to_coder(shipped_pipeline: Pipeline) -> None:
+    # The example request of ../shared/reference/cpu-router-field-report.md (issue 10).
+    outcome = shipped_pipeline.route("Create functions for add, subtract, multiply, and divide")
+    assert (outcome.route, outcome.reason) == ("coder", "classified")
 
 
 def test_prefix_starts_with_the_configured_instruction() -> None:
@@ -174,7 +199,7 @@ def test_route_naming_unknown_model_is_a_config_error(routed_config) -> None:
 @pytest.mark.slow
 def test_routes_sharing_a_first_token_are_rejected(routed_config) -> None:
     def edit(data: dict) -> None:
-        del data["router"]["calibration"]
+        label_logit_router(data)
         # For SmolLM2, " coder" and " cuda" both begin with the token " c".
         data["router"]["routes"]["cuda"] = {"model": "coder", "description": "GPU kernels"}
 

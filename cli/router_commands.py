@@ -1,0 +1,60 @@
+"""`ggroute router train`: a route head from labeled tasks (router/head.py, evals/head_training.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.markup import escape
+
+from ggroute.cli.common import ConfigOption, JsonOption, emit_json, fail, guarded, out
+from ggroute.cli.payloads import TrainHeadPayload
+from ggroute.core.errors import UsageError
+from ggroute.models.config import load_config
+
+FeatureOption = Literal["last", "mean", "last+mean"]
+
+
+def train(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Labeled JSONL files ({\"task\", \"route\"[, \"source\"]} lines) or folders of them.")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="Head file to write.")] = Path("router-head.json"),
+    features: Annotated[FeatureOption, typer.Option(
+        help="Router hidden state the head reads: the last token's, the mean over the task's tokens, or both.")
+    ] = "last+mean",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a route head on the router model's hidden state; at least 20 labeled tasks per route."""
+    from ggroute.evals.head_training import train_route_head
+    from ggroute.router.pipeline import Pipeline
+
+    loaded = guarded(lambda: load_config(config))
+    if output.exists() and output.is_dir():
+        raise fail(UsageError(f"--out {output} is a folder: give a file name such as router-head.json"))
+    with Pipeline(loaded) as pipeline:
+        trained = guarded(lambda: train_route_head(pipeline.router, paths, features))
+    guarded(lambda: trained.head.save(output))
+    payload: TrainHeadPayload = {
+        "head": str(output), "features": features, "n": trained.n, "per_route": trained.per_route,
+        "accuracy_in_sample": trained.accuracy_in_sample,
+        "accuracy_cross_validated": trained.accuracy_cross_validated,
+        "by_source_held_out": trained.by_source_held_out,
+    }
+    if as_json:
+        emit_json(payload)
+        return
+    counts = ", ".join(f"{route} {count}" for route, count in trained.per_route.items())
+    out.print(f"trained on {trained.n} tasks ({escape(counts)}): accuracy {trained.accuracy_in_sample:.3f} on "
+              f"them, {trained.accuracy_cross_validated:.3f} cross-validated (5 folds)")
+    for source, accuracy in trained.by_source_held_out.items():
+        out.print(f"  {escape(source):<24} {accuracy:.3f} when left out of training")
+    reference = output.resolve()
+    if reference.is_relative_to(loaded.base_dir):  # config paths are relative to the config's folder
+        reference = reference.relative_to(loaded.base_dir)
+    out.print(f"wrote {escape(str(output))}; use it with this under `router` in {escape(str(loaded.source))} "
+              "(and remove `calibration`):")
+    out.print(escape(json.dumps({"head": str(reference)})))
+

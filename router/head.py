@@ -1,0 +1,150 @@
+"""A learned route head: multinomial logistic regression on the router model's hidden state.
+
+The router model reads the few-shot prefix, the task and "Category:" in one forward pass (router/classify.py);
+the head turns that pass's hidden state into one probability per route. Features are standardised with the
+training set's mean and spread, the weights are fitted by full-batch gradient descent (Adam) on cross-entropy
+with an L2 penalty: numpy only, a second or two for a thousand tasks.
+
+A head file records what it was trained on (`identity`: router model file, hidden size, weight and key types,
+a hash of the prefix, the routes); loading it for a router that differs in any of these is an error, because a
+stale head routes confidently and wrongly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from ggroute.core.errors import ConfigError, UsageError
+from ggroute.core.files import parse_json, read_text, write_atomic
+
+FeatureKind = Literal["last", "mean", "last+mean"]
+FEATURE_KINDS: tuple[FeatureKind, ...] = ("last", "mean", "last+mean")
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+HEAD_FORMAT = "ggroute-route-head/1"
+MIN_EXAMPLES_PER_ROUTE = 20
+
+
+@dataclass(frozen=True)
+class RouteHead:
+    routes: list[str]
+    mean: FloatArray  # (d,)
+    scale: FloatArray  # (d,)
+    weights: FloatArray  # (d, k)
+    bias: FloatArray  # (k,)
+    identity: dict[str, str]
+    features: FeatureKind = "last"
+
+    @property
+    def n_features(self) -> int:
+        return int(self.mean.shape[0])
+
+    def logits(self, features: FloatArray) -> FloatArray:
+        """(n, d) features -> (n, k) route logits; one row for a (d,) input."""
+        x = (np.atleast_2d(features) - self.mean) / self.scale
+        return np.asarray(x @ self.weights + self.bias, dtype=np.float64)
+
+    def probabilities(self, features: FloatArray) -> FloatArray:
+        return softmax_rows(self.logits(features))
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "format": HEAD_FORMAT,
+            "routes": self.routes,
+            "identity": self.identity,
+            "features": self.features,
+            "mean": _rounded(self.mean),
+            "scale": _rounded(self.scale),
+            "weights": [_rounded(row) for row in self.weights],
+            "bias": _rounded(self.bias),
+        })
+
+    def save(self, path: Path) -> None:
+        write_atomic(path, self.to_json() + "\n")
+
+
+def _rounded(values: FloatArray) -> list[float]:
+    return [float(f"{v:.6g}") for v in values.tolist()]
+
+
+def softmax_rows(logits: FloatArray) -> FloatArray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+def train_head(features: FloatArray, labels: IntArray, routes: list[str], identity: dict[str, str], *,
+               kind: FeatureKind = "last+mean", l2: float = 0.1, steps: int = 400, rate: float = 0.05,
+               min_examples: int = MIN_EXAMPLES_PER_ROUTE) -> RouteHead:
+    """Fit the head; `labels` index `routes`. Every route needs `min_examples` examples."""
+    counts = np.bincount(labels, minlength=len(routes))
+    short = [f"'{r}' has {int(c)}" for r, c in zip(routes, counts, strict=True) if c < max(min_examples, 1)]
+    if short:
+        raise UsageError(
+            f"training a route head needs at least {min_examples} labeled tasks per route: "
+            f"{', '.join(short)}; add examples for those routes"
+        )
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0) + 1e-6
+    x = (features - mean) / scale
+    n, d = x.shape
+    k = len(routes)
+    onehot = np.eye(k)[labels]
+    # Balanced classes: each route weighs the same in the loss whatever its share of the examples.
+    sample_weight = (n / (k * counts))[labels][:, None]
+    params = [np.zeros((d, k)), np.zeros(k)]
+    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+    for step in range(1, steps + 1):
+        probs = softmax_rows(x @ params[0] + params[1])
+        residual = sample_weight * (probs - onehot) / n
+        grads = [x.T @ residual + l2 * params[0], residual.sum(axis=0)]
+        for p, g, (m, v) in zip(params, grads, moments, strict=True):
+            m *= 0.9
+            m += 0.1 * g
+            v *= 0.999
+            v += 0.001 * g * g
+            p -= rate * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+    return RouteHead(list(routes), mean, scale, params[0], params[1], dict(identity), kind)
+
+
+def load_head(path: Path, routes: list[str], identity: dict[str, str]) -> RouteHead:
+    """Read a head file and check it was trained for this router; every mismatch is a ConfigError."""
+    data = parse_json(read_text(path, ConfigError, "route head file"), path, ConfigError)
+    if not isinstance(data, dict) or data.get("format") != HEAD_FORMAT:
+        raise ConfigError(f"{path}: not a ggroute route head file (expected format '{HEAD_FORMAT}')")
+    try:
+        head = RouteHead(
+            routes=[str(r) for r in data["routes"]],
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            scale=np.asarray(data["scale"], dtype=np.float64),
+            weights=np.asarray(data["weights"], dtype=np.float64),
+            bias=np.asarray(data["bias"], dtype=np.float64),
+            identity={str(k): str(v) for k, v in data["identity"].items()},
+            features=data.get("features", "last"),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{path}: route head file is incomplete or malformed ({exc})") from None
+    if head.features not in FEATURE_KINDS:
+        raise ConfigError(f"{path}: unknown feature kind '{head.features}' (known: {', '.join(FEATURE_KINDS)})")
+    d, k = head.n_features, len(head.routes)
+    if head.scale.shape != (d,) or head.weights.shape != (d, k) or head.bias.shape != (k,):
+        raise ConfigError(f"{path}: route head arrays have inconsistent shapes; retrain it")
+    if head.routes != routes:
+        raise ConfigError(
+            f"{path}: the head was trained for routes {head.routes}, config.json's router has {routes}: "
+            "retrain it with `ggroute router train`"
+        )
+    stale = {key: (head.identity.get(key), value) for key, value in identity.items()
+             if head.identity.get(key) != value}
+    if stale:
+        what = "; ".join(f"{key}: head has {old!r}, router has {new!r}" for key, (old, new) in stale.items())
+        raise ConfigError(
+            f"{path}: the head was trained for another router setup ({what}): retrain it with "
+            "`ggroute router train` after changing the router model, its settings, instruction or examples"
+        )
+    return head

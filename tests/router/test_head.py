@@ -1,0 +1,107 @@
+"""The route head's training and its file: a head for another router is refused, never used silently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ggroute.core.errors import ConfigError, UsageError
+from ggroute.router.head import load_head, train_head
+
+ROUTES = ["coder", "algorithm"]
+IDENTITY = {"router_model": "SmolLM2 135M Instruct", "hidden_size": "8", "prefix_sha256": "abc"}
+
+
+def _blobs(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two overlapping Gaussian clouds in 8 dimensions, separable along the first axis."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    x = rng.normal(size=(n, 8))
+    x[:, 0] += np.where(labels == 1, 3.0, -3.0)
+    return x, labels
+
+
+def test_head_learns_a_separable_boundary_and_generalises() -> None:
+    x, labels = _blobs()
+    head = train_head(x, labels, ROUTES, IDENTITY)
+    test_x, test_labels = _blobs(seed=1)
+    probabilities = head.probabilities(test_x)
+    assert probabilities.shape == (60, 2)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert (probabilities.argmax(axis=1) == test_labels).mean() >= 0.95
+
+
+def test_head_file_round_trips(tmp_path: Path) -> None:
+    x, labels = _blobs()
+    head = train_head(x, labels, ROUTES, IDENTITY, kind="last+mean")
+    head.save(tmp_path / "head.json")
+    loaded = load_head(tmp_path / "head.json", ROUTES, IDENTITY)
+    assert loaded.features == "last+mean"
+    assert np.allclose(loaded.probabilities(x), head.probabilities(x), atol=1e-4)
+
+
+def test_too_few_examples_per_route_say_how_many_are_needed() -> None:
+    x, labels = _blobs(n=30)
+    labels[:] = 0
+    labels[:5] = 1
+    with pytest.raises(UsageError, match="at least 20 labeled tasks per route: 'algorithm' has 5"):
+        train_head(x, labels, ROUTES, IDENTITY)
+
+
+def test_a_head_for_other_routes_is_a_config_error(tmp_path: Path) -> None:
+    x, labels = _blobs()
+    train_head(x, labels, ROUTES, IDENTITY).save(tmp_path / "head.json")
+    with pytest.raises(ConfigError, match=r"trained for routes \['coder', 'algorithm'\].*has \['coder', 'math'\]"):
+        load_head(tmp_path / "head.json", ["coder", "math"], IDENTITY)
+
+
+def test_a_head_for_another_router_names_what_changed(tmp_path: Path) -> None:
+    x, labels = _blobs()
+    train_head(x, labels, ROUTES, IDENTITY).save(tmp_path / "head.json")
+    changed = {**IDENTITY, "router_model": "Gemma 3 270m"}
+    with pytest.raises(ConfigError, match="router_model: head has 'SmolLM2 135M Instruct', router has 'Gemma 3 270m'"):
+        load_head(tmp_path / "head.json", ROUTES, changed)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "invalid JSON"),
+        ('{"format": "something-else"}', "not a ggroute route head file"),
+        ('{"format": "ggroute-route-head/1", "routes": ["coder", "algorithm"]}', "incomplete or malformed"),
+    ],
+)
+def test_broken_head_files_are_config_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "head.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_head(path, ROUTES, IDENTITY)
+
+
+def test_inconsistent_shapes_are_refused(tmp_path: Path) -> None:
+    x, labels = _blobs()
+    train_head(x, labels, ROUTES, IDENTITY).save(tmp_path / "head.json")
+    data = json.loads((tmp_path / "head.json").read_text(encoding="utf-8"))
+    data["bias"] = [0.0]
+    (tmp_path / "head.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ConfigError, match="inconsistent shapes"):
+        load_head(tmp_path / "head.json", ROUTES, IDENTITY)
+
+
+def test_missing_head_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="route head file not found"):
+        load_head(tmp_path / "nope.json", ROUTES, IDENTITY)
+
+
+def test_head_and_calibration_together_are_a_config_error(tmp_path: Path) -> None:
+    from ggroute.models.config import parse_config
+    from tests.conftest import SHIPPED
+
+    data = json.loads(json.dumps(SHIPPED))
+    data["router"]["head"] = "router-head.json"
+    data["router"]["calibration"] = {"scale": 1.0, "offsets": {"coder": 0.0, "algorithm": 0.0}}
+    with pytest.raises(ConfigError, match="set router.head or router.calibration, not both"):
+        parse_config(json.dumps(data), tmp_path / "config.json")
