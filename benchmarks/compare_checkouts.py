@@ -6,7 +6,8 @@ A run is `ggroute eval routing FILE --json` (route latency p50/p95 over the file
 `ggroute generate --model MODEL --json` (decode tokens/s, counted tokens). Prints every run, then medians per
 side and the ratio new/old of the medians.
 
-    python benchmarks/compare_checkouts.py --old /tmp/oldvenv/bin/python --new .venv/bin/python --pairs 4
+    python benchmarks/compare_checkouts.py --old /tmp/oldvenv/bin/python --new .venv/bin/python --pairs 4 \
+        [--config config.json]
 
 Set up the old side with `git worktree add /tmp/old COMMIT` and a venv with `pip install -e /tmp/old`
 (pip reuses the llama-cpp-python wheel it cached).
@@ -32,9 +33,10 @@ def _ggroute(python: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def one_run(python: str, file: str, model: str, max_tokens: int) -> dict[str, float]:
-    routing = _ggroute(python, "eval", "routing", file, "--json")
-    generated = _ggroute(python, "generate", "--model", model, TASK, "--json", "--max-tokens", str(max_tokens))
+def one_run(python: str, file: str, model: str, max_tokens: int, config: list[str]) -> dict[str, float]:
+    routing = _ggroute(python, "eval", "routing", file, "--json", *config)
+    generated = _ggroute(python, "generate", "--model", model, TASK, "--json", "--max-tokens", str(max_tokens),
+                         *config)
     return {
         "route_p50_ms": routing["latency_ms"]["p50"],
         "route_p95_ms": routing["latency_ms"]["p95"],
@@ -52,15 +54,17 @@ def main() -> None:
     parser.add_argument("--file", default="tests/data/routing_dev.jsonl")
     parser.add_argument("--model", default="coder")
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--config", default=None, help="config.json both sides use (it must suit both)")
     args = parser.parse_args()
     sides = {"old": args.old, "new": args.new}
+    config = ["--config", args.config] if args.config else []
     for python in sides.values():
-        _ggroute(python, "route", "warm-up: convert weights, build the prefix cache", "--json")
+        _ggroute(python, "route", "warm-up: convert weights, build the prefix cache", "--json", *config)
     runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
     for pair in range(args.pairs):
         for name in ("old", "new") if pair % 2 == 0 else ("new", "old"):
-            runs[name].append(one_run(sides[name], str(Path(args.file)), args.model, args.max_tokens))
-            print(json.dumps({"side": name, "pair": pair, **runs[name][-1]}))
+            runs[name].append(one_run(sides[name], str(Path(args.file)), args.model, args.max_tokens, config))
+            print(json.dumps({"side": name, "pair": pair, **runs[name][-1]}), flush=True)
     medians = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for name, rs in runs.items()}
     ratios = {key: round(medians["new"][key] / medians["old"][key], 3) for key in medians["old"]
               if medians["old"][key]}
