@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -27,6 +27,9 @@ from ggroute.models.config import (
 )
 from ggroute.models.locate import CACHE_ENV
 from tests.fakes import Script, ScriptedLoader, scripted_loader
+
+if TYPE_CHECKING:
+    from ggroute.models.llamacpp.model import LlamaModel
 
 TEST_CACHE_DIR = Path(tempfile.gettempdir()) / "ggroute-test-cache"
 
@@ -129,7 +132,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 (LoadedModel, imported lazily)
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel]:
     """SmolLM2 loaded once per session as the test config's `coder` (context 1024, max_tokens 32, greedy)."""
     from ggroute.models.catalog import ModelCatalog
     from ggroute.models.llamacpp.model import load_llama_model

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from ggroute.cli.app import app
 from ggroute.models.llamacpp.runtime import gpu_offload_supported
@@ -19,7 +19,7 @@ from ggroute.models.llamacpp.runtime import gpu_offload_supported
 TINY = ["--repeat", "1", "--prompt-tokens", "16", "--gen-tokens", "8"]
 
 
-def invoke(*args: str):  # noqa: ANN201
+def invoke(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def test_missing_file(tmp_path: Path) -> None:
         load_suite(tmp_path / "nope.suite.json")
 
 
-def test_unknown_routes_and_models_against_the_config(tmp_path: Path, routed_config) -> None:  # noqa: ANN001
+def test_unknown_routes_and_models_against_the_config(tmp_path: Path, routed_config: Callable[..., Path]) -> None:
     path = write_suite(tmp_path, suite_data(
         {"id": "r", "task": "x", "route": "writer", "checks": {"contains": "x"}},
         {"id": "e", "task": "x", "expect_route": "poetry"},
@@ -147,7 +148,7 @@ def test_unknown_routes_and_models_against_the_config(tmp_path: Path, routed_con
     assert "'fine'" not in message
 
 
-def test_a_config_without_router_can_only_run_model_cases(tmp_path: Path, routed_config) -> None:  # noqa: ANN001
+def test_a_config_without_router_can_only_run_model_cases(tmp_path: Path, routed_config: Callable[..., Path]) -> None:
     config = load(routed_config(lambda data: data.pop("router")))
     path = write_suite(tmp_path, suite_data(
         {"id": "m", "task": "x", "model": "coder", "checks": {"contains": "x"}},

@@ -139,3 +139,15 @@ def test_package_not_installed(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError) as info:
         resolve_model_path("pkg:no_such_ggroute_package/m.gguf", tmp_path)
     assert "is not installed (pip install no-such-ggroute-package)" in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["block_count", "embedding_length", "attention.head_count"])
+def test_a_missing_architecture_key_is_an_error_not_a_zero(smollm2_info: GGUFInfo, key: str) -> None:
+    import dataclasses
+
+    metadata = {k: v for k, v in smollm2_info.metadata.items() if k != f"llama.{key}"}
+    info = dataclasses.replace(smollm2_info, metadata=metadata)
+    from ggroute.models.memory import plan_model
+
+    with pytest.raises(ModelFileError, match=f"GGUF header has no 'llama.{key}'.*re-convert"):
+        plan_model("coder", info, 1024, 512, False)  # the KV estimate needs every one of these keys

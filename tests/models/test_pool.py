@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from ggroute.core.errors import OverBudgetError, PoolBusyError
+from ggroute.models.backend import Backend
 from ggroute.models.catalog import ModelCatalog, ModelSpec
 from ggroute.models.config import GEMMA3_PATH, SMOLLM2_PATH, load_config
 from ggroute.models.generate import Generation
@@ -201,7 +202,7 @@ def test_evicting_a_real_model_returns_its_memory(write_config, tmp_path: Path) 
 
     rss_at_load: dict[str, int] = {}
 
-    def measuring_loader(spec: ModelSpec):  # noqa: ANN202
+    def measuring_loader(spec: ModelSpec) -> Backend:
         rss_at_load[spec.name] = _rss()
         return load_llama_model(spec)
 

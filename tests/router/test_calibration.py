@@ -57,3 +57,26 @@ def test_without_calibration_content_free_inputs_are_used(routed_config) -> None
     assert sum(outcome.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
     assert outcome.probabilities != outcome.label_logits
     assert outcome.route == "algorithm"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_label_logits_are_an_error_not_a_uniform_guess(bad: float) -> None:
+    from ggroute.core.errors import RouterModelError
+    from ggroute.router.classify import _softmax
+
+    with pytest.raises(RouterModelError, match="non-finite label logits"):
+        _softmax(np.array([1.0, bad]))
+
+
+def test_a_router_model_error_routes_to_the_default_with_the_reason(routed_config, monkeypatch) -> None:
+    from ggroute.core.errors import RouterModelError
+    from ggroute.router import routing
+
+    def broken(self: routing.Router, task: str, started: float) -> None:
+        raise RouterModelError("the router model returned non-finite label logits ([nan, 1.0])")
+
+    monkeypatch.setattr(routing.Router, "_classify", broken)
+    with Pipeline(load(routed_config())) as pipeline:
+        outcome = pipeline.route("Write a Dockerfile")
+    assert outcome.route == "coder" and outcome.confidence is None
+    assert outcome.reason.startswith("router model unavailable: the router model returned non-finite label logits")
