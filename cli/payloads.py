@@ -47,6 +47,14 @@ class GenerationPayload(TypedDict):
     timings: TimingsPayload
     limits: LimitsPayload
     evicted: list[str]
+    repetition: RepetitionPayload | None  # set when finish_reason is "repetition"
+
+
+class RepetitionPayload(TypedDict):
+    cycle: str
+    repeats: int
+    dropped_chars: int
+    tokens_saved: int
 
 
 class RunPayload(GenerationPayload):

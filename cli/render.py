@@ -35,7 +35,13 @@ def footer(result: GenerationResult) -> str:
     if result.evicted:
         parts.append(f"evicted {', '.join(result.evicted)}")
     parts.append(f"wall {t.wall_s:.2f} s")
-    return " | ".join(parts)
+    line = " | ".join(parts)
+    loop = result.repetition
+    if loop is not None:
+        line += (f"\nstopped a loop: {loop.cycle.strip()[:60]!r} written {loop.repeats} times in a row; "
+                 f"{loop.tokens_saved} tokens saved, the repeats ({loop.dropped_chars} chars) left out of the "
+                 "text in --json and the request log")
+    return line
 
 
 def verbose_report(console: Console, result: GenerationResult) -> None:

@@ -26,6 +26,26 @@ WeightsType = Literal["bf16", "f16", "q8_0"]
 CacheType = Literal["f16", "bf16", "f32", "q8_0", "q4_0"]
 
 
+class LoopGuardConfig(StrictModel):
+    enabled: bool = Field(True, description="Stop generation when the output repeats itself (finish `repetition`).")
+    min_repeats: int = Field(
+        4,
+        description="A cycle of lines written this many times in a row is a loop. At least 3: equal lines twice in "
+        "a row are common in ordinary code.",
+    )
+    max_cycle_lines: int = Field(8, ge=1, le=64, description="Longest cycle, in lines, that is looked for.")
+
+    @field_validator("min_repeats")
+    @classmethod
+    def _not_every_answer(cls, value: int) -> int:
+        if value < 3:
+            raise ValueError(
+                f"min_repeats {value} would stop ordinary answers (two equal lines in a row are common in code): "
+                "use 3 or more, or set enabled to false"
+            )
+        return value
+
+
 class ModelConfig(StrictModel):
     path: str | None = Field(
         None,
@@ -72,6 +92,10 @@ class ModelConfig(StrictModel):
     )
     system_prompt: str | None = Field(None, description="System message for chat-template models.")
     pinned: bool = Field(False, description="Evict this model only after every unpinned idle model.")
+    loop_guard: LoopGuardConfig = Field(
+        default_factory=LoopGuardConfig,
+        description="Stop degenerate repetition while generating; the repeats are dropped from the text.",
+    )
 
     @field_validator("completion_template")
     @classmethod

@@ -6,11 +6,19 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from ggroute.models.config import AppConfig, CalibrationConfig, ModelConfig, RouteConfig, RouterConfig
+from ggroute.models.config import (
+    AppConfig,
+    CalibrationConfig,
+    LoopGuardConfig,
+    ModelConfig,
+    RouteConfig,
+    RouterConfig,
+)
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("Top level", AppConfig),
     ("`models.NAME`", ModelConfig),
+    ("`models.NAME.loop_guard`", LoopGuardConfig),
     ("`router`", RouterConfig),
     ("`router.routes.NAME`", RouteConfig),
     ("`router.calibration`", CalibrationConfig),

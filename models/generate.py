@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from ggroute.core.errors import GenerationError, PromptTooLongError
 from ggroute.core.tasks import validate_task
 from ggroute.models.backend import Backend, EndOfText, PromptEvaluated
-from ggroute.models.metrics import FinishReason, GenerationResult, Limits, Timings, Usage, rate
+from ggroute.models.loop_guard import Loop, LoopGuard
+from ggroute.models.metrics import FinishReason, GenerationResult, Limits, Repetition, Timings, Usage, rate
 
 _PREVIEW_CHARS = 200
 
@@ -108,6 +109,9 @@ class Generation:
         tokens = self.prompt.tokens
         room = min(self.limits.max_tokens, self.limits.context_size - len(tokens))
         scanner = _StopScanner(self.limits.stop)
+        guard_config = self.model.spec.settings.loop_guard
+        guard = LoopGuard(guard_config.min_repeats, guard_config.max_cycle_lines) if guard_config.enabled else None
+        loop: Loop | None = None
         finish: FinishReason | None = self._interrupted()
         cached = sampled = completion = 0
         t_prefill = time.perf_counter()
@@ -127,9 +131,14 @@ class Generation:
                         break
                     sampled += event.tokens
                     completion += event.tokens
+                    before = len(scanner.text)
                     text, hit = scanner.feed(event.text)
                     if text:
                         yield text
+                    loop = guard.feed(scanner.text, before) if guard is not None and not hit else None
+                    if loop is not None:
+                        finish = "repetition"
+                        break
                     finish = "stop" if hit else "length" if completion >= room else self._interrupted()
                     if finish is not None:
                         break
@@ -139,14 +148,22 @@ class Generation:
                         raise GenerationError(f"model '{self.model.spec.name}' ended its output without a reason")
             finally:
                 events.close()
+        repetition = None
+        if loop is not None:  # keep the cycle's first occurrence; what was already streamed cannot be taken back
+            dropped = len(scanner.text) - loop.keep_chars
+            scanner.text = scanner.text[: max(loop.keep_chars, scanner.emitted)]
+            repetition = Repetition(cycle=loop.cycle[:200], repeats=loop.repeats, dropped_chars=dropped,
+                                    tokens_saved=room - completion)
         tail = scanner.finish()
         if tail:
             yield tail
-        self.result = self._result(scanner.text, finish, completion, sampled, len(tokens) - cached, t_prefill,
-                                   t_first, t_last)
+        text = scanner.text[: loop.keep_chars] if loop is not None else scanner.text
+        self.result = self._result(text, finish, completion, sampled, len(tokens) - cached, t_prefill,
+                                   t_first, t_last, repetition)
 
     def _result(self, text: str, finish: FinishReason, completion: int, sampled: int, evaluated: int,
-                t_prefill: float, t_first: float | None, t_last: float | None) -> GenerationResult:
+                t_prefill: float, t_first: float | None, t_last: float | None,
+                repetition: Repetition | None) -> GenerationResult:
         now = time.perf_counter()
         prefill_end = t_first if t_first is not None else now
         prefill_s = prefill_end - t_prefill
@@ -170,5 +187,6 @@ class Generation:
             ),
             limits=self.limits,
             evicted=self.evicted,
+            repetition=repetition,
             prompt_preview=self.prompt.text[:_PREVIEW_CHARS],
         )

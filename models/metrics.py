@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-FinishReason = Literal["stop", "length", "timeout", "cancelled"]
+FinishReason = Literal["stop", "length", "timeout", "cancelled", "repetition"]
 
 
 class Usage(BaseModel):
@@ -32,6 +32,13 @@ class Limits(BaseModel):
     stop: list[str]
 
 
+class Repetition(BaseModel):
+    cycle: str = Field(description="The repeated text, once (its first 200 characters).")
+    repeats: int = Field(description="Times it had been written when the loop was recognised.")
+    dropped_chars: int = Field(description="Characters of repeats cut from the text.")
+    tokens_saved: int = Field(description="Tokens not generated: what was left of max_tokens (or the context).")
+
+
 class GenerationResult(BaseModel):
     model: str
     text: str
@@ -40,6 +47,7 @@ class GenerationResult(BaseModel):
     timings: Timings
     limits: Limits
     evicted: list[str] = Field(default_factory=list, description="Models unloaded to make room.")
+    repetition: Repetition | None = Field(None, description="Set when the loop guard stopped generation.")
     prompt_preview: str = ""
 
 

@@ -15,7 +15,7 @@ from ggroute.cli.app import app
 from tests.fakes import Script, ScriptedLoader
 
 TASK = "Say hello."
-JSON_FIELDS = {"model", "text", "finish_reason", "usage", "timings", "limits", "evicted"}
+JSON_FIELDS = {"model", "text", "finish_reason", "usage", "timings", "limits", "evicted", "repetition"}
 
 
 @pytest.fixture

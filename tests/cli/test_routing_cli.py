@@ -179,3 +179,19 @@ def test_eval_routing_by_source_reports_each_style(config_path: Path, tmp_path: 
     report = json.loads(result.stdout)
     assert sum(s["n"] for s in report["by_source"].values()) == 6
     assert set(report["confidence"]) == {"scored", "expected_calibration_error", "wrong_above_0_9"}
+
+
+@pytest.mark.slow
+def test_the_readme_example_ends_without_a_thousand_token_loop(config_path: Path) -> None:
+    data = json.loads(config_path.read_text(encoding="utf-8"))
+    data["models"]["algorithm"]["max_tokens"] = 1024  # the shipped limit
+    config_path.write_text(json.dumps(data), encoding="utf-8")
+    result = invoke("run", "Find the shortest path between two cities given road lengths", "--json",
+                    "--config", str(config_path))
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["route"] == "algorithm"
+    assert payload["finish_reason"] in ("stop", "repetition")
+    assert payload["usage"]["completion_tokens"] < 200
+    if payload["finish_reason"] == "repetition":
+        assert payload["repetition"]["tokens_saved"] > 800

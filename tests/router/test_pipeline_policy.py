@@ -19,7 +19,7 @@ from ggroute.router.pipeline import Pipeline
 from tests.fakes import Script, ScriptedBackend, ScriptedLoader, scripted_loader
 
 ROUTE_FIELDS = {"route", "confidence", "reason", "route_latency_ms"}
-RESULT_FIELDS = {"ts", "model", "finish_reason", "usage", "timings", "limits", "evicted", "text_chars"}
+RESULT_FIELDS = {"ts", "model", "finish_reason", "usage", "timings", "limits", "evicted", "text_chars", "repetition"}
 
 
 def config(tmp_path: Path, **top: object) -> dict[str, object]:

@@ -1,0 +1,86 @@
+"""The loop guard: a model repeating itself stops with finish `repetition`, ordinary code does not trip it."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ggroute.models.config import LoopGuardConfig
+from ggroute.models.generate import Generation, RequestOptions
+from ggroute.models.loop_guard import LoopGuard
+from tests.fakes import Script, ScriptedBackend, fake_spec
+
+
+def feed_all(guard: LoopGuard, text: str, chunk: int = 3) -> tuple[int, object]:
+    """Feed `text` in small chunks as a stream would; return where the loop fired (or -1) and the loop."""
+    for end in range(chunk, len(text) + chunk, chunk):
+        loop = guard.feed(text[:end], max(0, end - chunk))
+        if loop is not None:
+            return end, loop
+    return -1, None
+
+
+def test_the_readme_loop_stops_after_the_fourth_copy_and_keeps_one() -> None:
+    text = "import sys\nimport time\n" + "import random\n" * 50
+    at, loop = feed_all(LoopGuard(4, 8), text)
+    assert loop is not None
+    assert text[: loop.keep_chars] == "import sys\nimport time\nimport random\n"  # type: ignore[attr-defined]
+    assert at <= len("import sys\nimport time\n") + 4 * len("import random\n") + 3
+
+
+def test_a_cycle_of_several_lines_is_a_loop() -> None:
+    cycle = "for i in range(10):\n    print(i)\n"
+    _, loop = feed_all(LoopGuard(4, 8), "def f():\n" + cycle * 6)
+    assert loop is not None and loop.cycle == cycle  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # closing braces repeat in ordinary code: no substance, no loop
+        "function f() {\n  if (a) {\n    if (b) {\n      x();\n    }\n  }\n}\n}\n}\n}\n}\n",
+        # similar but different lines
+        "".join(f"assert add({i}, {i}) == {2 * i}\n" for i in range(30)),
+        # three copies only: below min_repeats
+        "print('hello')\n" * 3 + "done\n",
+        # blank lines
+        "x = 1\n" + "\n" * 20 + "y = 2\n",
+    ],
+)
+def test_ordinary_text_is_not_a_loop(text: str) -> None:
+    assert feed_all(LoopGuard(4, 8), text)[1] is None
+
+
+def test_a_runaway_line_without_newlines_is_a_loop() -> None:
+    text = "x = [" + "1, 2, " * 200
+    _, loop = feed_all(LoopGuard(4, 8), text, chunk=7)
+    assert loop is not None and loop.cycle.strip() in ("1, 2,", "2, 1,")  # type: ignore[attr-defined]
+
+
+def test_generation_stops_with_repetition_and_drops_the_repeats() -> None:
+    script = Script(pieces=("import os\n", "import random\n"), repeat=True, end_of_text=False)
+    model = ScriptedBackend(fake_spec(max_tokens=1000), script)
+    generation = Generation(model, "loop please", RequestOptions())
+    streamed = "".join(generation)
+    result = generation.result
+    assert result is not None and result.finish_reason == "repetition"
+    assert result.text == "import os\nimport random\n"
+    assert streamed.startswith(result.text)  # the first repeats were streamed before the loop was clear
+    assert result.repetition is not None
+    assert result.repetition.repeats == 4
+    assert result.repetition.tokens_saved == 1000 - result.usage.completion_tokens
+    assert result.repetition.dropped_chars == len("import os\nimport random\n") * 3
+    assert model.streams[0].closed  # no token sampled after the loop was recognised
+
+
+def test_the_guard_can_be_switched_off_per_model() -> None:
+    script = Script(pieces=("again\n",), repeat=True, end_of_text=False)
+    model = ScriptedBackend(fake_spec(max_tokens=40, loop_guard={"enabled": False}), script)
+    result = Generation(model, "loop please", RequestOptions()).run()
+    assert result.finish_reason == "length" and result.repetition is None
+
+
+@pytest.mark.parametrize("value", [0, 1, 2])
+def test_a_threshold_that_would_stop_ordinary_answers_is_refused(value: int) -> None:
+    with pytest.raises(ValidationError, match="would stop ordinary answers"):
+        LoopGuardConfig(min_repeats=value)
