@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED, EXIT_TIMEOUT, exit_code_for
 from ggroute.cli.payloads import GenerationPayload
+from ggroute.core.code import code_of_answer
 from ggroute.core.errors import GgrouteError, UsageError
 from ggroute.models.metrics import GenerationResult
 
@@ -33,6 +34,12 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 MaxTokensOption = Annotated[int | None, typer.Option(min=1, help="Override the model's max_tokens.")]
 TimeoutOption = Annotated[float | None, typer.Option(min=0.01, help="Override the model's timeout_s.")]
+TemperatureOption = Annotated[
+    float | None, typer.Option(min=0.0, max=2.0, help="Override the model's temperature (0 is greedy).")
+]
+SeedOption = Annotated[int | None, typer.Option(min=0, help="Override the model's sampling seed.")]
+CodeOption = Annotated[bool, typer.Option(
+    "--code", help="Print only the code of the answer (its first fenced block); with --json add code fields.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show prompt, limits, timings.")]
 T = TypeVar("T")
 
@@ -96,6 +103,22 @@ def consume(generation: Iterable[str], *, stream: bool) -> None:
             sys.stdout.flush()
     if stream:
         sys.stdout.write("\n")
+
+
+def add_code(payload: GenerationPayload, prompt_text: str, result: GenerationResult) -> None:
+    """`--code --json`: the answer's code, its language and whether it parses (Python)."""
+    answer = code_of_answer(prompt_text, result.text)
+    payload["code"] = answer.code
+    payload["code_language"] = answer.language
+    payload["code_parses"] = answer.parses
+
+
+def print_code(prompt_text: str, result: GenerationResult) -> None:
+    """`--code`: the answer's code alone on stdout, a warning on stderr when Python code does not parse."""
+    answer = code_of_answer(prompt_text, result.text)
+    sys.stdout.write(answer.code + "\n")
+    if answer.parses is False:
+        err.print("[yellow]warning:[/] the code does not parse as Python (ast.parse failed)")
 
 
 def generation_payload(result: GenerationResult) -> GenerationPayload:

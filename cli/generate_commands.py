@@ -10,11 +10,15 @@ from rich.markup import escape
 
 from ggroute.cli import render
 from ggroute.cli.common import (
+    CodeOption,
     ConfigOption,
     JsonOption,
     MaxTokensOption,
+    SeedOption,
+    TemperatureOption,
     TimeoutOption,
     VerboseOption,
+    add_code,
     consume,
     ctrl_c_cancels,
     emit_json,
@@ -22,6 +26,7 @@ from ggroute.cli.common import (
     exit_for,
     generation_payload,
     guarded,
+    print_code,
     read_task,
 )
 from ggroute.models.config import load_config
@@ -39,19 +44,28 @@ def generate(
     as_json: JsonOption = False,
     max_tokens: MaxTokensOption = None,
     timeout: TimeoutOption = None,
+    temperature: TemperatureOption = None,
+    seed: SeedOption = None,
+    code: CodeOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Run TASK on one model, streaming the output."""
+    """Run TASK on one model, streaming the output (with --code: printing only its code at the end)."""
     text = read_task(task)
     loaded = guarded(lambda: load_config(config))
     from ggroute.router.pipeline import Pipeline
 
-    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout)
+    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed)
     with Pipeline(loaded) as pipeline, ctrl_c_cancels() as cancel:
-        result = guarded(lambda: _stream(pipeline, model, text, options, cancel, stream=not as_json))
+        result, prompt_text = guarded(
+            lambda: _stream(pipeline, model, text, options, cancel, stream=not (as_json or code)))
     if as_json:
-        emit_json(generation_payload(result))
+        payload = generation_payload(result)
+        if code:
+            add_code(payload, prompt_text, result)
+        emit_json(payload)
     else:
+        if code:
+            print_code(prompt_text, result)
         err.print(f"[dim]{escape(render.footer(result))}[/]")
         if verbose:
             render.verbose_report(err, result)
@@ -59,8 +73,8 @@ def generate(
 
 
 def _stream(pipeline: Pipeline, model: str, text: str, options: RequestOptions, cancel: threading.Event, *,
-            stream: bool) -> GenerationResult:
+            stream: bool) -> tuple[GenerationResult, str]:
     with pipeline.generate(model, text, options, cancel=cancel) as generation:
         consume(generation, stream=stream)
     assert generation.result is not None
-    return generation.result
+    return generation.result, generation.prompt.text

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
+from typing_extensions import NotRequired
+
 from ggroute.models.metrics import FinishReason
 
 # --- generate --json, run --json ---------------------------------------------------------------------------
@@ -48,6 +50,9 @@ class GenerationPayload(TypedDict):
     limits: LimitsPayload
     evicted: list[str]
     repetition: RepetitionPayload | None  # set when finish_reason is "repetition"
+    code: NotRequired[str]  # with --code: the answer's code
+    code_language: NotRequired[str]  # its fence tag ("" when none)
+    code_parses: NotRequired[bool | None]  # Python: whether ast.parse accepts it; null for other languages
 
 
 class RepetitionPayload(TypedDict):

@@ -12,11 +12,15 @@ from rich.table import Table
 
 from ggroute.cli import render
 from ggroute.cli.common import (
+    CodeOption,
     ConfigOption,
     JsonOption,
     MaxTokensOption,
+    SeedOption,
+    TemperatureOption,
     TimeoutOption,
     VerboseOption,
+    add_code,
     consume,
     ctrl_c_cancels,
     emit_json,
@@ -25,6 +29,7 @@ from ggroute.cli.common import (
     generation_payload,
     guarded,
     out,
+    print_code,
     read_task,
 )
 from ggroute.cli.payloads import (
@@ -89,30 +94,38 @@ def run(
     as_json: JsonOption = False,
     max_tokens: MaxTokensOption = None,
     timeout: TimeoutOption = None,
+    temperature: TemperatureOption = None,
+    seed: SeedOption = None,
+    code: CodeOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Route TASK with the router model, then run it on the chosen model, streaming the output."""
+    """Route TASK with the router model, then run it on the chosen model, streaming the output (with --code:
+    printing only its code at the end)."""
     text = read_task(task)
-    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout)
+    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed)
     with _pipeline(config) as pipeline, ctrl_c_cancels() as cancel:
         if route_name is not None:
             guarded(lambda: pipeline.router.check_route(route_name))
 
-        def _go() -> tuple[RouteOutcome, GenerationResult]:
+        def _go() -> tuple[RouteOutcome, GenerationResult, str]:
             with pipeline.run(text, options, forced_route=route_name, cancel=cancel) as (outcome, generation):
                 if not as_json:
                     err.print(f"[bold]{escape(_header(outcome))}[/]")
-                consume(generation, stream=not as_json)
+                consume(generation, stream=not (as_json or code))
             assert generation.result is not None
-            return outcome, generation.result
+            return outcome, generation.result, generation.prompt.text
 
-        outcome, result = guarded(_go)
+        outcome, result, prompt_text = guarded(_go)
     if as_json:
         payload: RunPayload = {**generation_payload(result), "route": outcome.route,
                                "confidence": outcome.confidence, "reason": outcome.reason,
                                "route_latency_ms": outcome.latency_ms, "probabilities": outcome.probabilities}
+        if code:
+            add_code(payload, prompt_text, result)
         emit_json(payload)
     else:
+        if code:
+            print_code(prompt_text, result)
         err.print(f"[dim]{escape(render.footer(result))}[/]")
         if verbose:
             render.verbose_report(err, result)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ggroute.models.generate import Generation, RequestOptions
 from ggroute.models.llamacpp.model import LlamaModel
-from ggroute.models.sampling import SAMPLING
+from ggroute.models.sampling import Sampling
 
 DEFAULT_TASK = (
     "Write a Python class for a bank account with deposit, withdraw and a transaction history, with docstrings."
@@ -60,14 +60,18 @@ def through_ggroute(model: LlamaModel, task: str, max_tokens: int) -> tuple[floa
 
 def through_raw(model: LlamaModel, task: str, max_tokens: int) -> tuple[float, float, int]:
     llama, prepared = model.llama, model.prepare(task)
+    sampling = Sampling.of(model.spec.settings)
     stop = list(dict.fromkeys([*model.spec.settings.stop, *prepared.stop]))
     model.forget_context()
     started = time.perf_counter()
     stamps: list[float] = []
     for chunk in llama.create_completion(prepared.tokens, max_tokens=max_tokens,
-                                         temperature=model.spec.settings.temperature, top_k=SAMPLING.top_k,
-                                         top_p=SAMPLING.top_p, min_p=SAMPLING.min_p,
-                                         repeat_penalty=SAMPLING.repeat_penalty, stop=stop or None, stream=True):
+                                         temperature=sampling.temperature, top_k=sampling.top_k,
+                                         top_p=sampling.top_p, min_p=sampling.min_p,
+                                         repeat_penalty=sampling.repeat_penalty,
+                                         presence_penalty=sampling.presence_penalty,
+                                         frequency_penalty=sampling.frequency_penalty, stop=stop or None,
+                                         stream=True):
         if chunk["choices"][0]["finish_reason"] is None:  # the closing chunk carries no token
             stamps.append(time.perf_counter())
     decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0

@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Literal
 
+from ggroute.core.code import extract_code
 from ggroute.core.errors import GgrouteError, HumanEvalUnavailable, UsageError
-from ggroute.evals.sandbox import SandboxLimits, extract_code, run_python
+from ggroute.evals.sandbox import SandboxLimits, run_python
 from ggroute.models.catalog import ModelSpec
 from ggroute.models.config import AppConfig, LoadedConfig
 from ggroute.models.generate import RequestOptions

@@ -8,7 +8,6 @@ seccomp, and a process that calls setsid() escapes the process-group kill.
 from __future__ import annotations
 
 import os
-import re
 import resource
 import selectors
 import shutil
@@ -269,46 +268,3 @@ def _reason(exit_code: int | None, timed_out: bool, stderr: str, limits: Sandbox
     if last.startswith("MemoryError"):
         return f"memory limit exceeded: MemoryError (exit code {exit_code})"
     return f"exit code {exit_code}: {last}" if last else f"exit code {exit_code}"
-
-
-_FENCE_RE = re.compile(r"^[ \t]{0,3}(`{3,})[ \t]*([^`]*?)[ \t]*$")
-_PYTHON_TAGS = frozenset({"python", "py", "python3", "py3"})
-
-
-def _fenced_blocks(text: str) -> list[tuple[str, str]]:
-    """(language tag, content) for each ``` block; an unterminated last block runs to the end of the text."""
-    blocks: list[tuple[str, str]] = []
-    fence, tag, body = "", "", []
-    for line in text.splitlines():
-        if not fence:
-            match = _FENCE_RE.match(line)
-            if match:
-                fence, body = match.group(1), []
-                tag = (match.group(2).split() or [""])[0].lower()
-            continue
-        stripped = line.strip()
-        if stripped.startswith(fence) and not stripped.lstrip("`"):
-            blocks.append((tag, "\n".join(body)))
-            fence = ""
-        elif stripped.endswith(fence) and not line.rstrip().endswith("`" * (len(fence) + 1)):
-            body.append(line.rstrip()[: -len(fence)])  # "code```": closing fence glued to the last line
-            blocks.append((tag, "\n".join(body)))
-            fence = ""
-        else:
-            body.append(line)
-    if fence:
-        blocks.append((tag, "\n".join(body)))
-    return blocks
-
-
-def extract_code(text: str) -> str:
-    """Code from a model reply: first python-tagged fenced block, else first untagged, else first any.
-
-    Falls back to the whole text stripped when there is no fence.
-    """
-    blocks = _fenced_blocks(text)
-    for wanted in (lambda t: t in _PYTHON_TAGS, lambda t: t == "", lambda t: True):
-        for tag, body in blocks:
-            if wanted(tag):
-                return body.strip("\n")
-    return text.strip()

@@ -14,8 +14,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ggroute.core.code import extract_code
 from ggroute.core.errors import GgrouteError
-from ggroute.evals.sandbox import SandboxLimits, extract_code, run_python
+from ggroute.evals.sandbox import SandboxLimits, run_python
 from ggroute.evals.suite import Case, Checks, Suite
 from ggroute.models.generate import RequestOptions
 from ggroute.models.metrics import GenerationResult

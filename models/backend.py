@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from ggroute.models.catalog import ModelSpec
+    from ggroute.models.sampling import Sampling
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class Backend(Protocol):
         """Render the task with the model's chat or completion template and tokenize it."""
         ...
 
-    def stream(self, prompt: Prompt, max_tokens: int, should_stop: StopCheck) -> EventStream:
+    def stream(self, prompt: Prompt, max_tokens: int, sampling: Sampling, should_stop: StopCheck) -> EventStream:
         """Generate for `prompt`; one request at a time per model (the backend serialises)."""
         ...
 

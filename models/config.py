@@ -63,7 +63,20 @@ class ModelConfig(StrictModel):
         description="Extra stop strings; the model's own EOS/EOG tokens always stop generation.",
     )
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
-    seed: int = Field(42, ge=0, description="Sampling seed.")
+    seed: int = Field(42, ge=0, description="Sampling seed (used when temperature > 0).")
+    top_k: int = Field(40, ge=0, description="Sample among the k most likely tokens; 0 means all.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling: the smallest set of tokens "
+                         "whose probabilities add up to top_p.")
+    min_p: float = Field(0.05, ge=0.0, le=1.0, description="Drop tokens less likely than min_p times the most "
+                         "likely one.")
+    repeat_penalty: float = Field(1.0, ge=1.0, le=2.0, description="Divides the logits of tokens among the last "
+                                  "repeat_last_n; 1.0 is off (the loop guard handles loops).")
+    repeat_last_n: int = Field(64, ge=0, le=4096, description="How many recent tokens repeat_penalty and the "
+                               "presence/frequency penalties look at (fixed when the model loads).")
+    presence_penalty: float = Field(0.0, ge=0.0, le=2.0, description="Subtracted from the logits of tokens that "
+                                    "appeared in the last repeat_last_n; 0 is off.")
+    frequency_penalty: float = Field(0.0, ge=0.0, le=2.0, description="Subtracted per occurrence in the last "
+                                     "repeat_last_n; 0 is off.")
     n_threads: int | None = Field(
         None, ge=1, description="CPU threads for generation; unset means every core this process may use."
     )

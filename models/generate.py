@@ -15,16 +15,19 @@ from ggroute.core.tasks import validate_task
 from ggroute.models.backend import Backend, EndOfText, PromptEvaluated
 from ggroute.models.loop_guard import Loop, LoopGuard
 from ggroute.models.metrics import FinishReason, GenerationResult, Limits, Repetition, Timings, Usage, rate
+from ggroute.models.sampling import Sampling
 
 _PREVIEW_CHARS = 200
 
 
 @dataclass(frozen=True)
 class RequestOptions:
-    """Per-request overrides of the model's configured limits."""
+    """Per-request overrides of the model's configured limits and sampling."""
 
     max_tokens: int | None = None
     timeout_s: float | None = None
+    temperature: float | None = None
+    seed: int | None = None
 
 
 class _StopScanner:
@@ -78,6 +81,7 @@ class Generation:
         self.load_s = load_s
         self.evicted = evicted or []
         self.prompt = model.prepare(task)
+        self.sampling = Sampling.of(settings).with_overrides(options.temperature, options.seed)
         self.limits = Limits(
             max_tokens=options.max_tokens or settings.max_tokens,
             timeout_s=options.timeout_s or settings.timeout_s,
@@ -117,7 +121,7 @@ class Generation:
         t_prefill = time.perf_counter()
         t_first = t_last = None
         if finish is None:
-            events = self.model.stream(self.prompt, room, lambda: self._interrupted() is not None)
+            events = self.model.stream(self.prompt, room, self.sampling, lambda: self._interrupted() is not None)
             try:
                 for event in events:
                     if isinstance(event, PromptEvaluated):

@@ -30,6 +30,7 @@ from ggroute.core.errors import GenerationError
 from ggroute.models.backend import EndOfText, EventStream, Prompt, PromptEvaluated, StopCheck, TextChunk
 from ggroute.models.catalog import ModelCatalog, ModelSpec
 from ggroute.models.config import SMOLLM2_PATH, parse_config
+from ggroute.models.sampling import Sampling
 
 if TYPE_CHECKING:
     from ggroute.models.backend import Backend, Loader
@@ -85,6 +86,7 @@ class StreamRecord:
 
     prompt: Prompt
     max_tokens: int
+    sampling: Sampling
     started: bool = False  # the caller asked for at least one event
     chunks: int = 0  # TextChunk events handed out
     tokens: int = 0  # tokens those chunks stood for
@@ -126,8 +128,8 @@ class ScriptedBackend:
         count = self.script.prompt_tokens if self.script.prompt_tokens is not None else len(text.split())
         return Prompt(text=text, tokens=list(range(count)), stop=self.script.stop)
 
-    def stream(self, prompt: Prompt, max_tokens: int, should_stop: StopCheck) -> EventStream:
-        record = StreamRecord(prompt, max_tokens)
+    def stream(self, prompt: Prompt, max_tokens: int, sampling: Sampling, should_stop: StopCheck) -> EventStream:
+        record = StreamRecord(prompt, max_tokens, sampling)
         self.streams.append(record)
         record.events = self._play(record, should_stop)
         return record.events

@@ -26,7 +26,7 @@ from ggroute.models.backend import (
 from ggroute.models.catalog import ModelSpec
 from ggroute.models.llamacpp.chat import prepare_prompt
 from ggroute.models.llamacpp.runtime import GGML_TYPES, available_cores, engine_version, route_llama_logs_to_logging
-from ggroute.models.sampling import SAMPLING
+from ggroute.models.sampling import Sampling
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -134,19 +134,21 @@ class LlamaModel:
         exact_live = self.llama.n_tokens == len(tokens) and not self.llama._requires_eval
         return len(tokens) if exact_live else common - 1
 
-    def stream(self, prompt: Prompt, max_tokens: int, should_stop: StopCheck) -> EventStream:
+    def stream(self, prompt: Prompt, max_tokens: int, sampling: Sampling, should_stop: StopCheck) -> EventStream:
         # max_tokens is the caller's to enforce: it closes this generator, so no token is sampled past it.
         with self.lock:
-            yield from self._stream(prompt.tokens, should_stop)
+            yield from self._stream(prompt.tokens, sampling, should_stop)
 
-    def _stream(self, tokens: list[int], should_stop: StopCheck) -> EventStream:
-        llama, settings = self.llama, self._spec.settings
-        if settings.temperature > 0:
-            llama.set_seed(settings.seed)
+    def _stream(self, tokens: list[int], sampling: Sampling, should_stop: StopCheck) -> EventStream:
+        llama = self.llama
+        if sampling.temperature > 0:
+            llama.set_seed(sampling.seed)
         cached = self._reused_prefix(tokens)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        sampled = llama.generate(tokens, temp=settings.temperature, top_k=SAMPLING.top_k, top_p=SAMPLING.top_p,
-                                 min_p=SAMPLING.min_p, repeat_penalty=SAMPLING.repeat_penalty)
+        sampled = llama.generate(tokens, temp=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+                                 min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
+                                 presence_penalty=sampling.presence_penalty,
+                                 frequency_penalty=sampling.frequency_penalty)
         try:
             try:
                 with self.abortable(should_stop):
@@ -272,6 +274,7 @@ def load_llama_model(spec: ModelSpec) -> LlamaModel:
             n_threads_batch=threads,
             n_gpu_layers=settings.n_gpu_layers,
             seed=settings.seed,
+            last_n_tokens_size=settings.repeat_last_n,
             swa_full=settings.swa_full,
             type_k=GGML_TYPES[settings.cache_type_k],
             verbose=False,

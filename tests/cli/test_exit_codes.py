@@ -157,3 +157,29 @@ def test_every_request_is_logged(generate, config_path: Path) -> None:
     assert_exit(generate(TASK, "--timeout", "0.05", script=Script(prefill_s=float("inf"))), 3)
     lines = (config_path.parent / "requests.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["finish_reason"] for line in lines] == ["stop", "timeout"]
+
+
+@pytest.mark.parametrize(("args", "hint"), [(["--temperature", "3"], "--temperature"), (["--seed", "-1"], "--seed")])
+def test_out_of_range_sampling_options_exit_2(generate, args: list[str], hint: str) -> None:
+    result = generate(TASK, *args)
+    assert result.exit_code == 2
+    assert hint in result.output
+
+
+def test_a_loop_ends_with_repetition_exit_0_and_the_footer_says_what_it_saved(generate) -> None:
+    result = generate(TASK, "--max-tokens", "200", script=Script(pieces=("import random\n",), repeat=True))
+    assert_exit(result, 0)
+    assert result.stderr.startswith("finish=repetition")
+    assert "'import random' written 4 times in a row; 196 tokens saved" in " ".join(result.stderr.split())
+
+
+def test_code_prints_only_the_code_and_json_says_whether_it_parses(generate) -> None:
+    answer = ("Here:\n", "```python\n", "def add(a, b):\n", "    return a + b\n", "```\n", "Done.")
+    result = generate(TASK, "--code", script=Script(pieces=answer))
+    assert_exit(result, 0)
+    assert result.stdout == "def add(a, b):\n    return a + b\n"
+    as_json = generate(TASK, "--code", "--json", script=Script(pieces=answer))
+    payload = json.loads(as_json.stdout)
+    assert (payload["code"], payload["code_language"], payload["code_parses"]) == (
+        "def add(a, b):\n    return a + b", "python", True)
+    assert payload["text"].startswith("Here:")

@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from ggroute.evals.sandbox import SandboxLimits, extract_code, run_python
+from ggroute.core.code import extract_code
+from ggroute.evals.sandbox import SandboxLimits, run_python
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="sandbox is Linux-only")
 
