@@ -66,7 +66,12 @@ class RouteHead:
         })
 
     def save(self, path: Path) -> None:
-        write_atomic(path, self.to_json() + "\n")
+        try:
+            write_atomic(path, self.to_json() + "\n")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the route head to {path}: {exc.strerror or exc}; choose another --out"
+            ) from None
 
 
 def _rounded(values: FloatArray) -> list[float]:

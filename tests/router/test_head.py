@@ -105,3 +105,11 @@ def test_head_and_calibration_together_are_a_config_error(tmp_path: Path) -> Non
     data["router"]["calibration"] = {"scale": 1.0, "offsets": {"coder": 0.0, "algorithm": 0.0}}
     with pytest.raises(ConfigError, match="set router.head or router.calibration, not both"):
         parse_config(json.dumps(data), tmp_path / "config.json")
+
+
+def test_an_unwritable_head_path_is_a_usage_error(tmp_path: Path) -> None:
+    x, labels = _blobs()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    with pytest.raises(UsageError, match="cannot write the route head to .*choose another --out"):
+        train_head(x, labels, ROUTES, IDENTITY).save(blocker / "head.json")
