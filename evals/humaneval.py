@@ -29,7 +29,7 @@ from typing import Literal
 
 from ggroute.core.code import extract_code
 from ggroute.core.errors import GgrouteError, HumanEvalUnavailable, UsageError
-from ggroute.evals.sandbox import SandboxLimits, run_python
+from ggroute.evals.sandbox import Isolation, SandboxLimits, run_python
 from ggroute.models.catalog import ModelSpec
 from ggroute.models.config import AppConfig, LoadedConfig
 from ggroute.models.generate import RequestOptions
@@ -125,7 +125,8 @@ def task_text(problem: Problem, mode: PromptMode) -> str:
 
 
 def solve(pipeline: Pipeline, model: str, mode: PromptMode, problem: Problem, options: RequestOptions,
-          limits: SandboxLimits, cancel: threading.Event | None = None) -> ProblemResult:
+          limits: SandboxLimits, cancel: threading.Event | None = None, *,
+          isolation: Isolation = Isolation.BWRAP) -> ProblemResult:
     started = time.perf_counter()
     try:
         with pipeline.generate(model, task_text(problem, mode), options, cancel=cancel,
@@ -135,7 +136,7 @@ def solve(pipeline: Pipeline, model: str, mode: PromptMode, problem: Problem, op
         return ProblemResult(problem.task_id, False, f"generation failed: {exc}", "", None, None, None,
                              round(time.perf_counter() - started, 3), 0.0)
     generate_s = round(time.perf_counter() - started, 3)
-    run = run_python(build_program(problem, generated.text, mode), limits)
+    run = run_python(build_program(problem, generated.text, mode), limits, isolation=isolation)
     reason = run.reason
     if generated.finish_reason in ("timeout", "cancelled") and not run.ok:
         reason = f"generation {generated.finish_reason}; {reason}"
@@ -147,13 +148,14 @@ def solve(pipeline: Pipeline, model: str, mode: PromptMode, problem: Problem, op
 def run_humaneval(pipeline: Pipeline, model: str, mode: PromptMode, problems: list[Problem],
                   options: RequestOptions, limits: SandboxLimits = DEFAULT_LIMITS, *,
                   cancel: threading.Event | None = None,
-                  on_result: Callable[[ProblemResult], None] | None = None) -> list[ProblemResult]:
+                  on_result: Callable[[ProblemResult], None] | None = None,
+                  isolation: Isolation = Isolation.BWRAP) -> list[ProblemResult]:
     """Solve the problems in order; stops early (with what it has) when `cancel` is set."""
     results = []
     for problem in problems:
         if cancel is not None and cancel.is_set():
             break
-        result = solve(pipeline, model, mode, problem, options, limits, cancel)
+        result = solve(pipeline, model, mode, problem, options, limits, cancel, isolation=isolation)
         results.append(result)
         if on_result is not None:
             on_result(result)

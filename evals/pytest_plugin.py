@@ -45,7 +45,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="config.json for suite cases (else the ini setting ggroute_config, else ggroute's lookup).")
     group.addoption("--ggroute-suite", metavar="PATH", action="append", default=[],
                     help="Run this suite file whatever its name (repeatable).")
+    group.addoption("--unsafe-no-sandbox", action="store_true", default=False,
+                    help="Run python checks' generated code WITHOUT the bwrap sandbox (rlimits and a timeout only).")
     parser.addini("ggroute_config", "config.json for ggroute suite cases, relative to the ini file.", default="")
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """When suite cases with python checks were collected: how their code is contained, or the warning."""
+    from ggroute.core.errors import SandboxUnavailableError
+    from ggroute.evals.sandbox import UNSAFE_WARNING, Isolation, describe_isolation
+
+    if not any(isinstance(item, SuiteItem) and item.case.checks.python is not None for item in items):
+        return []
+    if config.getoption("unsafe_no_sandbox"):
+        return [f"ggroute: {UNSAFE_WARNING}"]
+    try:
+        return [f"ggroute sandbox: {describe_isolation(Isolation.BWRAP)}"]
+    except SandboxUnavailableError as exc:
+        return [f"ggroute sandbox: {exc}"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -105,10 +122,13 @@ class SuiteItem(pytest.Item):
         self.add_marker("ggroute")
 
     def runtest(self) -> None:
+        from ggroute.evals.sandbox import Isolation
         from ggroute.evals.suite_run import run_case
 
         pipeline = _pipeline(self.config, self.path, self.suite)
-        result = run_case(pipeline, self.path, self.suite, self.case)
+        unsafe = self.config.getoption("unsafe_no_sandbox")
+        result = run_case(pipeline, self.path, self.suite, self.case,
+                          isolation=Isolation.NONE if unsafe else Isolation.BWRAP)
         self.user_properties.append(("ggroute_route", result.route))
         self.user_properties.append(("ggroute_seconds", result.seconds))
         if not result.passed:

@@ -1,8 +1,14 @@
-"""Run LLM-generated Python in a throwaway child process: rlimits, wall-clock timeout, scrubbed env.
+"""Run LLM-generated Python in a throwaway sandbox: bwrap namespaces, rlimits, a wall-clock timeout, a clean env.
 
-Threat model: contain honest mistakes and runaway code from small models (infinite loops, fork loops, memory
-hogs, huge writes, env snooping), not a determined attacker: there is no network/mount/user namespace, no
-seccomp, and a process that calls setsid() escapes the process-group kill.
+By default (`Isolation.BWRAP`) the code runs under bubblewrap (see evals/bwrap.py): it sees only /usr and the
+Python runtime, read-only, plus a private tmpfs; it has no network, cannot see or signal any process outside,
+and everything it starts dies with the sandbox. As root, a pids cgroup caps its process count (RLIMIT_NPROC
+does not apply to root). When bwrap is not usable, `run_python` raises SandboxUnavailableError: generated code
+is never run unisolated by surprise.
+
+`Isolation.NONE` (`--unsafe-no-sandbox`) is the old containment only: rlimits, the timeout, a scrubbed env and a
+process-group kill. It contains honest mistakes (infinite loops, memory hogs, huge writes), not hostile code:
+the code can read and write anything the user can, use the network, and a process that calls setsid() escapes.
 """
 
 from __future__ import annotations
@@ -16,8 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
+
+from ggroute.evals.bwrap import SANDBOX_DIR, Bwrap, require_bwrap
+from ggroute.evals.pids_cgroup import PidsCgroup, process_cap
 
 # Interpreter flags. -S: no site (stdlib only, no site-packages); -s: no user site; -B: no .pyc files.
 # Deliberately not -I/-E: they make the interpreter ignore PYTHON* variables, which would silently drop
@@ -25,11 +36,30 @@ from dataclasses import dataclass, field
 # would not isolate anything further.
 _PYTHON_FLAGS = ("-S", "-s", "-B")
 _SCRIPT_NAME = "main.py"
+# Inside the sandbox: lower RLIMIT_NPROC (never above the hard limit), then exec the real command.
+_NPROC_THEN_EXEC = (
+    "import os, resource, sys\n"
+    "n = int(sys.argv[1]); hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]\n"
+    "n = n if hard == resource.RLIM_INFINITY else min(n, hard)\n"
+    "resource.setrlimit(resource.RLIMIT_NPROC, (n, n))\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 _READ_CHUNK = 65536
 _POLL_S = 0.05  # how often the read loop checks whether the main child has exited
 _DRAIN_GRACE_S = 1.0  # after the group is killed, how long to wait for pipes to reach EOF
 _REAP_TIMEOUT_S = 5.0
 _KILL_DEADLINE_S = 3.0  # how long to keep re-sending SIGKILL to a group that still has live members
+
+
+class Isolation(Enum):
+    BWRAP = "bwrap"  # namespaces; refused when bwrap is not usable
+    NONE = "none"  # --unsafe-no-sandbox: rlimits and timeout only
+
+
+UNSAFE_WARNING = (
+    "warning: --unsafe-no-sandbox: generated code runs WITHOUT isolation (it can read and write your files, "
+    "use the network and signal your processes); only rlimits and a timeout apply"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +70,7 @@ class SandboxLimits:
     file_size_mb: int = 16  # RLIMIT_FSIZE
     max_processes: int = 64  # RLIMIT_NPROC: counts every process of the uid and is not enforced for root
     max_output_bytes: int = 64_000  # per stream; the rest is read and dropped, with a note appended
+    tmpfs_mb: int = 64  # size of the sandbox's only writable place (bwrap >= 0.8)
 
 
 @dataclass(frozen=True)
@@ -74,17 +105,74 @@ class _Capture:
 
 
 def run_python(
-    code: str, limits: SandboxLimits = SandboxLimits(), *, python: str = sys.executable
+    code: str,
+    limits: SandboxLimits = SandboxLimits(),
+    *,
+    python: str = sys.executable,
+    isolation: Isolation = Isolation.BWRAP,
 ) -> SandboxResult:
-    """Run `code` as a script in a fresh temp dir under `limits`; never raises for bad code."""
+    """Run `code` as a script under `limits`; never raises for bad code.
+
+    Raises SandboxUnavailableError when `isolation` is BWRAP and bwrap cannot be used here.
+    """
+    if isolation is Isolation.BWRAP:
+        return _run_isolated(code, limits, python, require_bwrap())
     workdir = tempfile.mkdtemp(prefix="ggroute-sandbox-")
     try:
         script = os.path.join(workdir, _SCRIPT_NAME)
-        with open(script, "w", encoding="utf-8") as fh:
+        with open(script, "w", encoding="utf-8", errors="replace") as fh:
             fh.write(code)
-        return _run_in(workdir, [python, *_PYTHON_FLAGS, script], limits)
+        return _run_in(workdir, [python, *_PYTHON_FLAGS, script], limits, _limiter(limits))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def check_isolation(isolation: Isolation) -> None:
+    """Raise SandboxUnavailableError now, before any model loads, when `isolation` cannot be provided."""
+    if isolation is Isolation.BWRAP:
+        require_bwrap()
+
+
+def describe_isolation(isolation: Isolation) -> str:
+    """One line for reports: what contains generated code on this machine."""
+    if isolation is Isolation.NONE:
+        return "none (--unsafe-no-sandbox): rlimits and a timeout only"
+    bwrap = require_bwrap()
+    cap = process_cap() or "nothing but the timeout (root, and no writable pids cgroup)"
+    return (f"bwrap {bwrap.version_text}: user, pid, net, ipc and uts namespaces, read-only runtime, private "
+            f"tmpfs; process count capped by {cap}")
+
+
+def _run_isolated(code: str, limits: SandboxLimits, python: str, bwrap: Bwrap) -> SandboxResult:
+    interpreter = os.path.realpath(python)
+    if not os.access(interpreter, os.X_OK):  # else bwrap's own mount error would be the reason
+        return SandboxResult(False, None, False, "", "", 0.0, f"could not start {python}: not an executable file")
+    cgroup = PidsCgroup.create(limits.max_processes)
+    # RLIMIT_NPROC is set inside (by _NPROC_THEN_EXEC), not on bwrap: on Linux >= 5.14 a user namespace made
+    # while the limit is still the user's own counts only the sandbox's processes against it, whereas set
+    # here it would count every process of the user and make bwrap's own clone() fail.
+    limiter = _limiter(limits, nproc=False)
+
+    def prepare_child() -> None:
+        if isinstance(cgroup, PidsCgroup):
+            cgroup.enter()
+        limiter()
+
+    with tempfile.TemporaryFile() as script:
+        script.write(code.encode("utf-8", errors="replace"))
+        script.seek(0)
+        command = [interpreter, *_PYTHON_FLAGS, "-c", _NPROC_THEN_EXEC, str(limits.max_processes),
+                   interpreter, *_PYTHON_FLAGS, f"{SANDBOX_DIR}/{_SCRIPT_NAME}"]
+        argv = bwrap.argv(python, script.fileno(), limits.tmpfs_mb * 1024 * 1024, command)
+        try:
+            result = _run_in(SANDBOX_DIR, argv, limits, prepare_child, pass_fds=(script.fileno(),), cwd="/",
+                             decode_exit=_signal_from_shell_code)
+        finally:
+            if isinstance(cgroup, PidsCgroup):
+                left = cgroup.kill_all_and_remove()
+                if left:
+                    warnings.warn(left, RuntimeWarning, stacklevel=2)
+    return result
 
 
 def _child_env(workdir: str) -> dict[str, str]:
@@ -108,7 +196,7 @@ def _set_limit(res: int, soft: int, hard: int | None = None) -> None:
     resource.setrlimit(res, (soft, hard))
 
 
-def _limiter(limits: SandboxLimits) -> Callable[[], None]:
+def _limiter(limits: SandboxLimits, *, nproc: bool = True) -> Callable[[], None]:
     """Build the preexec_fn; it runs in the forked child after setsid(), before exec."""
     mib = 1024 * 1024
 
@@ -116,25 +204,35 @@ def _limiter(limits: SandboxLimits) -> Callable[[], None]:
         _set_limit(resource.RLIMIT_CPU, limits.cpu_s, limits.cpu_s + 1)
         _set_limit(resource.RLIMIT_AS, limits.memory_mb * mib)
         _set_limit(resource.RLIMIT_FSIZE, limits.file_size_mb * mib)
-        _set_limit(resource.RLIMIT_NPROC, limits.max_processes)
+        if nproc:
+            _set_limit(resource.RLIMIT_NPROC, limits.max_processes)
         _set_limit(resource.RLIMIT_CORE, 0)
 
     return apply
 
 
-def _run_in(workdir: str, argv: list[str], limits: SandboxLimits) -> SandboxResult:
+def _signal_from_shell_code(code: int) -> int:
+    """bwrap reports a command killed by signal N as exit code 128 + N; turn that back into -N."""
+    return -(code - 128) if 128 < code <= 128 + 64 else code
+
+
+def _run_in(workdir: str, argv: list[str], limits: SandboxLimits, prepare_child: Callable[[], None], *,
+            pass_fds: tuple[int, ...] = (), cwd: str | None = None,
+            decode_exit: Callable[[int], int] = lambda code: code) -> SandboxResult:
+    """Start `argv` in its own session with `prepare_child` run before exec; `workdir` is the code's home."""
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
             argv,
-            cwd=workdir,
+            cwd=workdir if cwd is None else cwd,
             env=_child_env(workdir),
+            pass_fds=pass_fds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             bufsize=0,
             start_new_session=True,
-            preexec_fn=_limiter(limits),
+            preexec_fn=prepare_child,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         reason = f"could not start {argv[0]}: {exc}".replace("\n", " ")
@@ -142,7 +240,7 @@ def _run_in(workdir: str, argv: list[str], limits: SandboxLimits) -> SandboxResu
     out, err = _Capture(limits.max_output_bytes), _Capture(limits.max_output_bytes)
     timed_out = _supervise(proc, out, err, start + limits.timeout_s)
     duration = time.monotonic() - start
-    exit_code = None if timed_out else proc.returncode
+    exit_code = None if timed_out else decode_exit(proc.returncode)
     stderr = err.text()
     return SandboxResult(
         ok=exit_code == 0,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ggroute.core.code import extract_code
 from ggroute.core.errors import GgrouteError
-from ggroute.evals.sandbox import SandboxLimits, run_python
+from ggroute.evals.sandbox import Isolation, SandboxLimits, run_python
 from ggroute.evals.suite import Case, Checks, Suite
 from ggroute.models.generate import RequestOptions
 from ggroute.models.metrics import GenerationResult
@@ -66,8 +66,11 @@ class CaseResult:
 
 
 def run_case(pipeline: Pipeline, path: Path, suite: Suite, case: Case,
-             cancel: threading.Event | None = None) -> CaseResult:
-    """Route (and generate, unless the suite is routing-only), then evaluate every check of the case."""
+             cancel: threading.Event | None = None, *, isolation: Isolation = Isolation.BWRAP) -> CaseResult:
+    """Route (and generate, unless the suite is routing-only), then evaluate every check of the case.
+
+    `isolation` is how python checks run the generated code (bwrap unless the user opted out).
+    """
     result = CaseResult(suite.name, str(path), case.id, case.task, case.expect_route)
     started = time.perf_counter()
     generated: GenerationResult | None = None
@@ -84,7 +87,7 @@ def run_case(pipeline: Pipeline, path: Path, suite: Suite, case: Case,
         result.checks.append(CheckResult("expect_route", ok, f"expected route '{case.expect_route}', "
                                          f"got '{result.route}' ({result.route_reason})"))
     if generated is not None:
-        result.checks.extend(check_output(generated, case.checks, result.seconds))
+        result.checks.extend(check_output(generated, case.checks, result.seconds, isolation))
     return result
 
 
@@ -115,7 +118,8 @@ def _generate(pipeline: Pipeline, suite: Suite, case: Case, result: CaseResult,
     return generated
 
 
-def check_output(generated: GenerationResult, checks: Checks, seconds: float) -> list[CheckResult]:
+def check_output(generated: GenerationResult, checks: Checks, seconds: float,
+                 isolation: Isolation = Isolation.BWRAP) -> list[CheckResult]:
     text = generated.text
     results: list[CheckResult] = []
     finish = generated.finish_reason
@@ -131,7 +135,7 @@ def check_output(generated: GenerationResult, checks: Checks, seconds: float) ->
         results.append(CheckResult("not_contains", needle not in text, f"output must not contain {needle!r}"))
     results.extend(regex_check(pattern, text) for pattern in checks.regex)
     if checks.python is not None:
-        results.append(python_check(text, checks.python, checks.python_timeout_s))
+        results.append(python_check(text, checks.python, checks.python_timeout_s, isolation))
     if checks.max_seconds is not None:
         results.append(CheckResult("max_seconds", seconds <= checks.max_seconds,
                                    f"took {seconds:.2f} s, limit {checks.max_seconds} s"))
@@ -146,7 +150,7 @@ def regex_check(pattern: str, text: str) -> CheckResult:
     return CheckResult("regex", compiled.search(text) is not None, f"output must match regex {pattern!r}")
 
 
-def python_check(text: str, test: str, timeout_s: float) -> CheckResult:
+def python_check(text: str, test: str, timeout_s: float, isolation: Isolation = Isolation.BWRAP) -> CheckResult:
     """Run the code extracted from `text`, then `test`, as one sandboxed script; passes when it exits 0."""
     try:
         compile(test, "<python check>", "exec")
@@ -155,7 +159,7 @@ def python_check(text: str, test: str, timeout_s: float) -> CheckResult:
     code = extract_code(text)
     script = f"{code}\n\n# --- suite check ---\n{test}\n"
     limits = SandboxLimits(timeout_s=timeout_s, cpu_s=max(1, math.ceil(timeout_s)))
-    run = run_python(script, limits)
+    run = run_python(script, limits, isolation=isolation)
     if run.ok:
         return CheckResult("python", True, "test code passed")
     detail = f"{run.reason}{_where(run.stderr, code, test)}"

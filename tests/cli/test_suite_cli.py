@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,52 @@ def test_bad_report_path_exits_2_before_running(tmp_path: Path, config: Path) ->
     result = invoke(str(suite), "-c", str(config), "--report", str(tmp_path / "no" / "such" / "r.json"))
     assert_exit(result, 2)
     assert "does not exist" in result.stderr
+
+
+@pytest.fixture
+def no_bwrap(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A PATH without bwrap, as on a machine where bubblewrap is not installed."""
+    from ggroute.evals import bwrap
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    bwrap.find_bwrap.cache_clear()
+    yield
+    monkeypatch.undo()
+    bwrap.find_bwrap.cache_clear()
+
+
+def test_python_checks_without_bwrap_exit_2_before_any_model_loads(tmp_path: Path, config: Path,
+                                                                     no_bwrap: None) -> None:
+    suite = write(tmp_path, "p.suite.json", {"id": "add", "task": ADD, "checks": {"python": "assert add(2, 3) == 5"}},
+                  defaults={"route": "coder"})
+    started = time.monotonic()
+    result = invoke(str(suite), "-c", str(config))
+    assert_exit(result, 2)
+    assert time.monotonic() - started < 5  # refused up front, not after loading and generating
+    assert "bwrap (bubblewrap) is not installed" in result.stderr
+    assert "apt-get install bubblewrap" in result.stderr and "--unsafe-no-sandbox" in result.stderr
+
+
+@pytest.mark.slow
+def test_routing_only_suite_needs_no_sandbox(tmp_path: Path, config: Path, no_bwrap: None) -> None:
+    suite = write(tmp_path, "r.suite.json", {"id": "c1", "task": "Sort a list with merge sort in O(n log n)",
+                                             "expect_route": "algorithm"}, generate=False)
+    result = invoke(str(suite), "-c", str(config))
+    assert_exit(result, 0)
+    assert "unsafe" not in result.stderr
+
+
+@pytest.mark.slow
+def test_unsafe_no_sandbox_runs_and_warns(tmp_path: Path, config: Path, no_bwrap: None) -> None:
+    suite = write(tmp_path, "p.suite.json",
+                  {"id": "add", "task": ADD, "max_tokens": 64, "checks": {"python": "assert add(2, 3) == 5"}},
+                  defaults={"route": "coder"})
+    result = invoke(str(suite), "-c", str(config), "--unsafe-no-sandbox", "--json")
+    assert "Traceback" not in result.output
+    assert "WITHOUT isolation" in result.stderr
+    checks = json.loads(result.stdout)["cases"][0]["checks"]
+    assert [c["name"] for c in checks] == ["python"]  # the check ran (pass or fail is the model's business)
+    assert "sandbox" not in checks[0]["detail"]
 
 
 def test_bad_config_exits_2(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,24 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tm
     result = invoke("--limit", "1", "-c", str(small_routed_config(tmp_path / "config.json")))
     assert result.exit_code == 2
     assert "pip install 'ggroute[humaneval]'" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_bwrap_exits_2_before_any_model_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ggroute.evals import bwrap
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    bwrap.find_bwrap.cache_clear()
+    try:
+        started = time.monotonic()
+        result = invoke("--limit", "1", "-c", str(small_routed_config(tmp_path / "config.json")))
+        elapsed = time.monotonic() - started
+    finally:
+        monkeypatch.undo()
+        bwrap.find_bwrap.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert elapsed < 5
+    assert "bwrap (bubblewrap) is not installed" in result.stderr and "--unsafe-no-sandbox" in result.stderr
     assert "Traceback" not in result.output
 
 

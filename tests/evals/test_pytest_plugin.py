@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+# pytester's in-process runs drop the modules each run imported, and numpy's C extension cannot be imported
+# twice in one process: the engine (llama_cpp, which imports numpy) is imported once here, outside the runs.
+import llama_cpp  # noqa: E402, F401
 import pytest
 
 from tests.conftest import small_routed_config
@@ -64,6 +67,20 @@ def test_cases_are_items_and_failures_say_what_failed(pytester: pytest.Pytester,
     ])
     result.stdout.fnmatch_lines(["*phase2.suite.json::berlin*", "*phase2.suite.json::add*"])
     assert "pytest_plugin.py" not in text and "suite_run.py" not in text  # no traceback of ours
+    result.stdout.fnmatch_lines(["ggroute sandbox: bwrap *namespaces*"])  # the header says how code is contained
+
+
+@pytest.mark.slow
+def test_unsafe_no_sandbox_option_runs_python_checks_and_warns(pytester: pytest.Pytester, config: Path) -> None:
+    one = {**SUITE, "cases": [{"id": "add", "task": ADD, "max_tokens": 64,
+                               "checks": {"python": "import os\nassert os.path.exists('/etc/passwd')\n"
+                                                    "assert add(2, 3) == 6"}}]}
+    write_suite(pytester, data=one)
+    result = pytester.runpytest("--ggroute-config", str(config), "-p", "no:cacheprovider", "--unsafe-no-sandbox")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["ggroute: warning: --unsafe-no-sandbox: generated code runs WITHOUT isolation*"])
+    # Unisolated, the host's /etc/passwd is visible: the failure is the model's assertion, one line later.
+    result.stdout.fnmatch_lines(["*python: exit code 1: AssertionError (in the test, line 3: assert add(2, 3) == 6)"])
 
 
 @pytest.mark.slow

@@ -1,45 +1,38 @@
-"""Tests for ggroute.evals.sandbox: real child processes, no mocks."""
+"""Tests for ggroute.evals.sandbox's limits and results: real child processes, no mocks, both isolation modes.
+
+The hostile cases (what isolation keeps out) are in test_sandbox_hostile.py.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import textwrap
+from collections.abc import Callable
 
 import pytest
 
 from ggroute.core.code import extract_code
-from ggroute.evals.sandbox import SandboxLimits, run_python
+from ggroute.evals import sandbox
+from ggroute.evals.sandbox import Isolation, SandboxLimits, SandboxResult
+from tests.evals.processes import live_processes_with
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="sandbox is Linux-only")
 
 
-def _live_pids_in_group(pgid: int) -> list[int]:
-    """Independent /proc scan (not the module's helper): non-zombie processes whose pgrp is `pgid`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        state, _ppid, pgrp = stat[stat.rfind(")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state not in ("Z", "X"):
-            found.append(int(entry))
-    return found
+@pytest.fixture(params=[Isolation.BWRAP, Isolation.NONE], ids=["bwrap", "unsafe"])
+def isolation(request: pytest.FixtureRequest) -> Isolation:
+    value: Isolation = request.param
+    return value
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
+@pytest.fixture
+def run_python(isolation: Isolation) -> Callable[..., SandboxResult]:
+    """sandbox.run_python in the parametrized isolation mode."""
+    return functools.partial(sandbox.run_python, isolation=isolation)
 
 
-def test_ok_prints_stdout() -> None:
+def test_ok_prints_stdout(run_python: Callable[..., SandboxResult]) -> None:
     result = run_python("print('hello', 6 * 7)")
     assert result.ok, result
     assert result.exit_code == 0
@@ -50,14 +43,14 @@ def test_ok_prints_stdout() -> None:
     assert 0 < result.duration_s < 10
 
 
-def test_stdlib_works_without_site() -> None:
+def test_stdlib_works_without_site(run_python: Callable[..., SandboxResult]) -> None:
     code = "import json, sqlite3, decimal, hashlib, collections, re, math, zlib\nprint(json.dumps([1]))"
     result = run_python(code)
     assert result.ok, result.stderr
     assert result.stdout.strip() == "[1]"
 
 
-def test_syntax_error_is_a_failed_result() -> None:
+def test_syntax_error_is_a_failed_result(run_python: Callable[..., SandboxResult]) -> None:
     result = run_python("def broken(:\n    pass\n")
     assert not result.ok
     assert result.exit_code == 1
@@ -66,7 +59,7 @@ def test_syntax_error_is_a_failed_result() -> None:
     assert result.reason.startswith("exit code 1")
 
 
-def test_nonzero_exit_and_exception_reasons() -> None:
+def test_nonzero_exit_and_exception_reasons(run_python: Callable[..., SandboxResult]) -> None:
     assert run_python("import sys; sys.exit(3)").reason == "exit code 3"
     result = run_python("raise ValueError('nope')")
     assert not result.ok
@@ -74,7 +67,7 @@ def test_nonzero_exit_and_exception_reasons() -> None:
 
 
 @pytest.mark.slow  # waits out a time limit
-def test_infinite_loop_times_out() -> None:
+def test_infinite_loop_times_out(run_python: Callable[..., SandboxResult]) -> None:
     result = run_python("while True: pass", SandboxLimits(timeout_s=1.5))
     assert result.timed_out
     assert not result.ok
@@ -84,7 +77,7 @@ def test_infinite_loop_times_out() -> None:
 
 
 @pytest.mark.slow  # waits out a time limit
-def test_cpu_limit_kills_busy_loop_before_wall_clock() -> None:
+def test_cpu_limit_kills_busy_loop_before_wall_clock(run_python: Callable[..., SandboxResult]) -> None:
     result = run_python("while True: pass", SandboxLimits(timeout_s=20, cpu_s=1))
     assert not result.ok
     assert not result.timed_out
@@ -94,16 +87,14 @@ def test_cpu_limit_kills_busy_loop_before_wall_clock() -> None:
 
 
 @pytest.mark.slow  # waits out a time limit
-def test_fork_bomb_is_contained_and_leaves_no_survivors() -> None:
-    # Safety: as root RLIMIT_NPROC is not enforced, and as a normal user it counts every process of the
-    # uid, so the rlimit alone cannot be trusted to stop a real fork bomb here. The bomb is therefore
-    # bounded by construction: each process forks at most 4 children and the tree is at most 4 levels
-    # deep (<= 1 + 4 + 16 + 64 + 256 = 341 processes), and every process then sleeps. What is tested is
-    # the containment: the wall-clock timeout fires and killpg() leaves nothing of the group alive.
+def test_process_tree_is_contained_and_leaves_no_survivors(run_python: Callable[..., SandboxResult]) -> None:
+    # A bounded tree (each process forks at most 4 children, 4 levels deep: <= 341 processes), every leaf
+    # then becomes `sleep MARKER`. What is tested is the containment: the wall-clock timeout fires and nothing
+    # of the tree is alive afterwards. The unbounded fork bomb is in test_sandbox_hostile.py (bwrap only).
+    marker = "61.2471"
     code = textwrap.dedent(
-        """
-        import os, time
-        print(os.getpgid(0), flush=True)
+        f"""
+        import os
         depth, spawned = 0, 0
         while depth < 4 and spawned < 4:
             try:
@@ -114,35 +105,35 @@ def test_fork_bomb_is_contained_and_leaves_no_survivors() -> None:
                 depth, spawned = depth + 1, 0
             else:
                 spawned += 1
-        time.sleep(60)
+        print("tree", flush=True)
+        os.execv("/usr/bin/sleep", ["sleep", "{marker}"])
         """
     )
-    result = run_python(code, SandboxLimits(timeout_s=2.0, max_processes=50))
+    result = run_python(code, SandboxLimits(timeout_s=2.0, max_processes=400))
     assert result.timed_out, result
     assert result.duration_s < 10
-    pgid = int(result.stdout.split()[0])
-    assert _live_pids_in_group(pgid) == []
+    assert "tree" in result.stdout
+    assert live_processes_with(marker) == []
 
 
-def test_background_grandchild_is_killed_when_main_exits() -> None:
+def test_background_grandchild_is_killed_when_main_exits(run_python: Callable[..., SandboxResult]) -> None:
     # The main process exits at once; its forked child would hold stdout open and sleep for a minute.
+    marker = "62.3581"
     code = textwrap.dedent(
-        """
-        import os, time
-        pid = os.fork()
-        if pid == 0:
-            time.sleep(60)
-            os._exit(0)
-        print(pid, flush=True)
+        f"""
+        import os
+        if os.fork() == 0:
+            os.execv("/usr/bin/sleep", ["sleep", "{marker}"])
+        print("parent done", flush=True)
         """
     )
     result = run_python(code, SandboxLimits(timeout_s=20))
     assert result.ok, result
     assert result.duration_s < 5
-    assert not _alive(int(result.stdout.split()[0]))
+    assert live_processes_with(marker) == []
 
 
-def test_memory_hog_fails_with_memory_error() -> None:
+def test_memory_hog_fails_with_memory_error(run_python: Callable[..., SandboxResult]) -> None:
     result = run_python("x = bytearray(2_000_000_000)\nprint('allocated')", SandboxLimits(memory_mb=256))
     assert not result.ok
     assert "MemoryError" in result.stderr
@@ -150,7 +141,7 @@ def test_memory_hog_fails_with_memory_error() -> None:
     assert "memory" in result.reason
 
 
-def test_big_file_write_hits_file_size_limit() -> None:
+def test_big_file_write_hits_file_size_limit(run_python: Callable[..., SandboxResult]) -> None:
     code = textwrap.dedent(
         """
         chunk = b"x" * (1024 * 1024)
@@ -166,7 +157,8 @@ def test_big_file_write_hits_file_size_limit() -> None:
     assert "file size" in result.reason
 
 
-def test_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_is_scrubbed(run_python: Callable[..., SandboxResult], isolation: Isolation,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GGROUTE_SECRET_TOKEN", "s3cr3t-value-do-not-leak")
     code = "import os, sys\nprint(sorted(os.environ))\nprint(open('/proc/self/environ').read(), sys.flags)"
     result = run_python(code)
@@ -175,19 +167,21 @@ def test_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "GGROUTE_SECRET_TOKEN" not in result.stdout
     first_line = result.stdout.splitlines()[0]
     expected = ["HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "TMPDIR"]
+    if isolation is Isolation.BWRAP:  # bwrap sets PWD (to the sandbox's /tmp) after --chdir
+        expected.insert(3, "PWD")
     assert first_line == repr(expected)
     assert "PATH=/usr/bin:/bin" in result.stdout
     assert "dont_write_bytecode=1" in result.stdout
 
 
-def test_hash_seed_is_fixed() -> None:
+def test_hash_seed_is_fixed(run_python: Callable[..., SandboxResult]) -> None:
     code = "print(hash('ggroute'), list({'a', 'b', 'c', 'd', 'e'}))"
     first, second = run_python(code), run_python(code)
     assert first.ok and second.ok
     assert first.stdout == second.stdout
 
 
-def test_cwd_is_fresh_temp_dir_removed_afterwards() -> None:
+def test_cwd_is_fresh_temp_dir_holding_only_the_script(run_python: Callable[..., SandboxResult]) -> None:
     code = textwrap.dedent(
         """
         import os, tempfile
@@ -195,34 +189,44 @@ def test_cwd_is_fresh_temp_dir_removed_afterwards() -> None:
         print(os.environ["HOME"])
         print(tempfile.gettempdir())
         print(sorted(os.listdir(".")))
+        open("junk.txt", "w").write("left behind?")
         """
     )
     first, second = run_python(code), run_python(code)
     assert first.ok, first.stderr
     cwd, home, tmp, listing = first.stdout.splitlines()
     assert cwd == home == tmp
-    assert os.path.basename(cwd).startswith("ggroute-sandbox-")
     assert cwd != os.getcwd()
     assert listing == "['main.py']"
+    assert second.stdout.splitlines()[3] == "['main.py']"  # nothing of the first run is left for the second
+
+
+def test_unsafe_temp_dir_is_removed_afterwards() -> None:
+    code = "import os\nprint(os.getcwd())\nopen('junk.txt', 'w').write('x')"
+    first = sandbox.run_python(code, isolation=Isolation.NONE)
+    second = sandbox.run_python(code, isolation=Isolation.NONE)
+    assert first.ok, first.stderr
+    cwd = first.stdout.strip()
+    assert os.path.basename(cwd).startswith("ggroute-sandbox-")
     assert not os.path.exists(cwd)
-    assert second.stdout.splitlines()[0] != cwd
+    assert second.stdout.strip() != cwd
 
 
 @pytest.mark.slow  # waits out a time limit
-def test_temp_dir_removed_after_timeout() -> None:
+def test_unsafe_temp_dir_removed_after_timeout() -> None:
     code = "import os\nprint(os.getcwd(), flush=True)\nopen('junk.txt', 'w').write('x')\nwhile True: pass"
-    result = run_python(code, SandboxLimits(timeout_s=1.0))
+    result = sandbox.run_python(code, SandboxLimits(timeout_s=1.0), isolation=Isolation.NONE)
     assert result.timed_out
     assert not os.path.exists(result.stdout.strip())
 
 
-def test_stdin_is_devnull() -> None:
+def test_stdin_is_devnull(run_python: Callable[..., SandboxResult]) -> None:
     result = run_python("import sys\nprint(repr(sys.stdin.read()))")
     assert result.ok, result.stderr
     assert result.stdout.strip() == "''"
 
 
-def test_output_is_capped_and_truncation_noted() -> None:
+def test_output_is_capped_and_truncation_noted(run_python: Callable[..., SandboxResult]) -> None:
     result = run_python("print('y' * 1_000_000)", SandboxLimits(max_output_bytes=1000))
     assert result.ok
     assert result.stdout.startswith("y" * 1000)
@@ -231,7 +235,7 @@ def test_output_is_capped_and_truncation_noted() -> None:
 
 
 @pytest.mark.slow  # waits out a time limit
-def test_output_flood_stays_bounded_until_timeout() -> None:
+def test_output_flood_stays_bounded_until_timeout(run_python: Callable[..., SandboxResult]) -> None:
     code = "import os\nwhile True:\n    os.write(1, b'z' * 65536)\n    os.write(2, b'e' * 65536)"
     result = run_python(code, SandboxLimits(timeout_s=1.0, max_output_bytes=5000))
     assert result.timed_out
@@ -239,7 +243,7 @@ def test_output_flood_stays_bounded_until_timeout() -> None:
     assert "truncated" in result.stdout and "truncated" in result.stderr
 
 
-def test_missing_interpreter_is_a_failed_result() -> None:
+def test_missing_interpreter_is_a_failed_result(run_python: Callable[..., SandboxResult]) -> None:
     result = run_python("print(1)", python="/nonexistent/python3")
     assert not result.ok
     assert result.exit_code is None
