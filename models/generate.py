@@ -80,7 +80,7 @@ class Generation:
         self.cancel = cancel or threading.Event()
         self.load_s = load_s
         self.evicted = evicted or []
-        self.prompt = model.prepare(task)
+        self.prompt = model.prepare(self.task)
         self.sampling = Sampling.of(settings).with_overrides(options.temperature, options.seed)
         self.limits = Limits(
             max_tokens=options.max_tokens or settings.max_tokens,

@@ -123,6 +123,7 @@ class ScriptedBackend:
         return self.script.load_s
 
     def prepare(self, task: str) -> Prompt:
+        task.encode("utf-8")  # as a real tokenizer's input must: text with lone surrogates fails here, as there
         self.prepared.append(task)
         text = self._spec.settings.completion_template.format(task=task)
         count = self.script.prompt_tokens if self.script.prompt_tokens is not None else len(text.split())
