@@ -55,7 +55,7 @@ def generate(
     from ggroute.router.pipeline import Pipeline
 
     options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed)
-    with Pipeline(loaded) as pipeline, ctrl_c_cancels() as cancel:
+    with guarded(lambda: Pipeline(loaded)) as pipeline, ctrl_c_cancels() as cancel:
         result, prompt_text = guarded(
             lambda: _stream(pipeline, model, text, options, cancel, stream=not (as_json or code)))
     if as_json:

@@ -34,7 +34,7 @@ def train(
     loaded = guarded(lambda: load_config(config))
     if output.exists() and output.is_dir():
         raise fail(UsageError(f"--out {output} is a folder: give a file name such as router-head.json"))
-    with Pipeline(loaded) as pipeline:
+    with Pipeline(loaded, check_log=False) as pipeline:  # routes only: nothing is logged
         trained = guarded(lambda: train_route_head(pipeline.router, paths, features))
     guarded(lambda: trained.head.save(output))
     payload: TrainHeadPayload = {

@@ -50,12 +50,13 @@ if TYPE_CHECKING:
     from ggroute.router.pipeline import Pipeline
 
 
-def _pipeline(config: Path | None) -> Pipeline:
-    """The pipeline of `config`, which must have a router section (Pipeline is imported lazily: --help stays fast)."""
+def _pipeline(config: Path | None, *, generates: bool = False) -> Pipeline:
+    """The pipeline of `config`, which must have a router section (Pipeline is imported lazily: --help stays fast).
+    `generates`: requests will be logged, so an unusable log_file is an error now, before any model loads."""
     loaded = guarded(lambda: load_config(config))
     from ggroute.router.pipeline import Pipeline
 
-    pipeline = Pipeline(loaded)
+    pipeline = guarded(lambda: Pipeline(loaded, check_log=generates))
     guarded(pipeline.router.require_config)
     return pipeline
 
@@ -103,7 +104,7 @@ def run(
     printing only its code at the end)."""
     text = read_task(task)
     options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed)
-    with _pipeline(config) as pipeline, ctrl_c_cancels() as cancel:
+    with _pipeline(config, generates=True) as pipeline, ctrl_c_cancels() as cancel:
         if route_name is not None:
             guarded(lambda: pipeline.router.check_route(route_name))
 

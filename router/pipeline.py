@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ggroute.core.errors import ConfigError
 from ggroute.core.tasks import validate_task
 from ggroute.models.backend import Loader
 from ggroute.models.catalog import ModelCatalog
@@ -18,12 +19,32 @@ from ggroute.router.routing import RouteOutcome, Router
 
 
 class Pipeline:
-    def __init__(self, loaded: LoadedConfig, loader: Loader | None = None) -> None:
+    """Routes and generates requests; builds nothing heavy (models load on their first request).
+
+    `check_log` (the default) raises ConfigError at once when the request log cannot be written, before any
+    model loads; a pipeline that only routes (nothing is logged) passes False. A pipeline built without the
+    check makes it on its first generation.
+    """
+
+    def __init__(self, loaded: LoadedConfig, loader: Loader | None = None, *, check_log: bool = True) -> None:
         self.loaded = loaded
         self.catalog = ModelCatalog(loaded)
         self.pool = ModelPool(self.catalog, loader)
         self.log = RequestLog(loaded.log_path)
         self.router = Router(loaded.config.router, self.pool, loaded.router_head_path)
+        self._log_checked = False
+        if check_log:
+            self.check_log()
+
+    def check_log(self) -> None:
+        """ConfigError naming log_file and why it cannot be written; checked once (a later failure is a warning)."""
+        if self._log_checked:
+            return
+        problem = self.log.problem()
+        if problem is not None:
+            raise ConfigError(f"log_file {self.log.path} cannot be written: {problem}; set log_file in "
+                              f"{self.loaded.source} to a file in a writable folder")
+        self._log_checked = True
 
     def route(self, task: str, forced_route: str | None = None) -> RouteOutcome:
         return self.router.decide(validate_task(task), forced_route)
@@ -39,6 +60,7 @@ class Pipeline:
     ) -> Iterator[tuple[RouteOutcome, Generation]]:
         """Route the task, then generate on the route's model; the log line carries the route fields."""
         started = time.perf_counter()
+        self.check_log()  # before the router model loads
         outcome = self.route(task, forced_route)
         with self.generate(outcome.model, task, options, cancel=cancel, started=started,
                            log_extra=outcome.log_fields()) as generation:
@@ -57,8 +79,9 @@ class Pipeline:
     ) -> Iterator[Generation]:
         """Lease `model_name` and yield a Generation to iterate; the request is logged when it ends."""
         started = started if started is not None else time.perf_counter()
-        validate_task(task)
+        task = validate_task(task)
         self.catalog.loaded.model(model_name)  # unknown name: error before anything loads
+        self.check_log()
         with self.pool.acquire(model_name) as lease:
             generation = Generation(
                 lease.model, task, options, cancel=cancel, started=started, load_s=lease.load_s,
@@ -70,7 +93,7 @@ class Pipeline:
                 if generation.result is not None:
                     record = generation.result.model_dump(exclude={"prompt_preview", "text"})
                     record["text_chars"] = len(generation.result.text)
-                    self.log.write({**record, **(log_extra or {})})
+                    self.log.write({**record, **(log_extra or {})})  # a failed write warns, never raises
 
     def close(self) -> None:
         self.pool.close()
