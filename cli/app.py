@@ -20,8 +20,9 @@ from ggroute.cli import (
     routing_commands,
     suite_commands,
 )
-from ggroute.cli.common import err
-from ggroute.cli.exit_codes import EXIT_INTERRUPTED
+from ggroute.cli.common import err, fail, harden_stdio
+from ggroute.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME
+from ggroute.core.errors import GgrouteError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CPU-first multi-model router on GGUF models.")
 app.command()(config_commands.models)
@@ -47,11 +48,31 @@ app.add_typer(router_app, name="router")
 
 
 def main() -> None:
+    """The console script: no traceback for what a user can cause (bad bytes in or out, a signal, an error)."""
     import logging
 
+    from ggroute.cli import signals
+
+    harden_stdio()
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    signals.install()
     try:
         app()
-    except KeyboardInterrupt:
+        code: int = EXIT_OK
+    except SystemExit as exc:  # typer's standalone mode ends every command with sys.exit
+        code = _exit_status(exc.code)
+    except KeyboardInterrupt:  # a signal outside the command's own handling
         err.print("[yellow]interrupted[/]")
-        sys.exit(EXIT_INTERRUPTED)
+        code = EXIT_INTERRUPTED
+    except GgrouteError as exc:  # an error a command did not translate itself: still one line, its exit code
+        code = fail(exc).exit_code
+    sys.exit(signals.finish(code, EXIT_INTERRUPTED))
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return EXIT_OK
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # sys.exit("message") prints the message and exits 1
+    return EXIT_RUNTIME

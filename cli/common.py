@@ -1,16 +1,16 @@
 """What every command module shares: option types, the two consoles, error and exit handling, JSON output.
 
-Imports nothing of ggroute.cli but exit_codes and payloads, so every command module can import it (no cycle).
+Imports nothing of ggroute.cli but exit_codes, payloads and signals, so every command module can import it (no
+cycle).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, TypeVar, cast
 
@@ -18,10 +18,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ggroute.cli import signals
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED, EXIT_TIMEOUT, exit_code_for
 from ggroute.cli.payloads import GenerationPayload
 from ggroute.core.code import code_of_answer
 from ggroute.core.errors import GgrouteError, UsageError
+from ggroute.core.text import decode_input, repair_text
 from ggroute.models.metrics import GenerationResult
 
 err = Console(stderr=True, highlight=False)
@@ -57,38 +59,54 @@ def guarded(action: Callable[[], T]) -> T:
         raise fail(exc) from None
 
 
+def harden_stdio() -> None:
+    """Text that cannot be encoded for the terminal (a lone surrogate from a file name or a JSON escape, a
+    character outside a non-UTF-8 locale) is written as a backslash escape instead of raising."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def read_task(task: str) -> str:
-    text = sys.stdin.read() if task == "-" else task
+    """The task argument, or stdin for '-'; bytes that are not UTF-8 become U+FFFD, with a warning."""
+    if task == "-":
+        raw = _read_stdin()
+        text, replaced = decode_input(raw)
+        source = "stdin"
+    else:
+        text, replaced = repair_text(task)
+        source = "the task argument"
+    if replaced:
+        err.print(f"[yellow]warning:[/] {source} is not valid UTF-8: {replaced} invalid byte sequence(s) "
+                  "replaced with U+FFFD", soft_wrap=True)
     if not text.strip():
         raise fail(UsageError("the task is empty: give the text of the task (or '-' to read it from stdin)"))
     return text
+
+
+def _read_stdin() -> bytes:
+    stdin = sys.stdin
+    if stdin is None:  # started with stdin closed: nothing to read
+        return b""
+    buffer = getattr(stdin, "buffer", None)
+    return buffer.read() if buffer is not None else stdin.read().encode("utf-8", "surrogateescape")
 
 
 def emit_json(payload: object) -> None:
     sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
 
 
-@contextmanager
-def ctrl_c_cancels() -> Iterator[threading.Event]:
-    """While generating, Ctrl+C sets an event the generation loop and llama.cpp's abort callback watch."""
-    cancel = threading.Event()
-
-    def _on_sigint(_signum: int, _frame: object) -> None:
-        if cancel.is_set():  # a second Ctrl+C: stop waiting
-            raise KeyboardInterrupt
-        cancel.set()
-
-    previous = signal.signal(signal.SIGINT, _on_sigint)
-    try:
-        yield cancel
-    finally:
-        signal.signal(signal.SIGINT, previous)
+# While generating, Ctrl+C or SIGTERM sets an event the generation loop and llama.cpp's abort callback watch
+# (cli/signals.py: one path for both signals; a second one stops waiting).
+ctrl_c_cancels = signals.cancel_on_signal
 
 
 def exit_for(result: GenerationResult) -> None:
-    """Exit 130 for a cancelled generation, 3 for a timed-out one; return for a finished one."""
+    """Exit 130 for a cancelled generation (143 after SIGTERM, in main), 3 for a timed-out one; return for a
+    finished one."""
     if result.finish_reason == "cancelled":
-        err.print("[yellow]interrupted[/]: partial output kept above")
+        what = "terminated (SIGTERM)" if signals.first_signal() == signal.SIGTERM else "interrupted"
+        err.print(f"[yellow]{what}[/]: partial output kept above")
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.finish_reason == "timeout":
         err.print(f"[yellow]timed out[/] after {result.limits.timeout_s} s: partial output kept")

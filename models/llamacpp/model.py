@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ggroute.core.errors import GenerationError, ModelLoadError
+from ggroute.core.interrupts import native_callback, raise_if_stop_requested, stop_requested
 from ggroute.models.backend import (
     DecodeAborted,
     EndOfText,
@@ -94,9 +95,10 @@ class LlamaModel:
         import llama_cpp
 
         @llama_cpp.ggml_abort_callback  # type: ignore[untyped-decorator]
+        @native_callback
         def _abort(_data: ctypes.c_void_p) -> bool:
             check = self._should_abort
-            return bool(check is not None and check())
+            return stop_requested.is_set() or bool(check is not None and check())
 
         return _abort
 
@@ -154,6 +156,7 @@ class LlamaModel:
                 with self.abortable(should_stop):
                     token = next(sampled)
             except RuntimeError as exc:  # llama_decode failed, or was aborted by the callback
+                raise_if_stop_requested()
                 if should_stop():
                     return
                 raise GenerationError(f"llama.cpp failed on model '{self.name}': {exc}") from exc
@@ -163,6 +166,7 @@ class LlamaModel:
                 try:
                     token = next(sampled)
                 except RuntimeError as exc:
+                    raise_if_stop_requested()
                     raise GenerationError(f"llama.cpp failed on model '{self.name}': {exc}") from exc
             tail = decoder.decode(b"", final=True)
             if tail:
@@ -196,6 +200,7 @@ class LlamaModel:
             llama.eval(tokens[common:])
         except RuntimeError as exc:  # llama_decode aborted by the callback, or failed
             llama.n_tokens = 0  # what the context holds is unknown now: reuse nothing next time
+            raise_if_stop_requested()
             if self._should_abort is not None and self._should_abort():
                 raise DecodeAborted from exc
             raise GenerationError(f"llama.cpp failed evaluating on model '{self.name}': {exc}") from exc
@@ -280,5 +285,9 @@ def load_llama_model(spec: ModelSpec) -> LlamaModel:
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
+        raise_if_stop_requested()
         raise ModelLoadError(f"llama.cpp could not load model '{spec.name}' from {spec.path}: {exc}") from exc
+    if stop_requested.is_set():  # a signal came while llama.cpp logged through its callback
+        llama.close()
+        raise_if_stop_requested()
     return LlamaModel(spec, llama, time.perf_counter() - started)

@@ -8,6 +8,7 @@ import os
 from importlib.metadata import version
 from pathlib import Path
 
+from ggroute.core.interrupts import native_callback
 from ggroute.models.config import CacheType, WeightsType
 
 log = logging.getLogger("ggroute.llama_cpp")
@@ -25,6 +26,7 @@ def route_llama_logs_to_logging() -> None:
     import llama_cpp
 
     @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    @native_callback
     def _on_log(_level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
         log.debug(text.decode("utf-8", errors="replace").rstrip())
 
