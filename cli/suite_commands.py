@@ -121,7 +121,7 @@ def eval_suite(
     from ggroute.evals.suite_run import build_report
     from ggroute.router.pipeline import Pipeline
 
-    with Pipeline(loaded) as pipeline, ctrl_c_cancels() as cancel:
+    with guarded(lambda: Pipeline(loaded)) as pipeline, ctrl_c_cancels() as cancel:
         runs = guarded(lambda: _run_suites(pipeline, suites, cancel, isolation))
     payload = cast(SuiteReportPayload, build_report(runs, config=str(loaded.source)))
     if report is not None:
@@ -226,7 +226,7 @@ def eval_humaneval(
     max_tokens = max_tokens or min(spec.settings.max_tokens, HUMANEVAL_MAX_TOKENS)
     options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout)
     eval_loaded = guarded(lambda: he.eval_config(loaded, spec, mode))
-    with Pipeline(eval_loaded) as pipeline, ctrl_c_cancels() as cancel, \
+    with guarded(lambda: Pipeline(eval_loaded)) as pipeline, ctrl_c_cancels() as cancel, \
             _progress(len(problems)) as (progress, task):
         progress.update(task, description=f"HumanEval on {escape(model_name)} ({mode})")
 

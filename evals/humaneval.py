@@ -136,7 +136,7 @@ def solve(pipeline: Pipeline, model: str, mode: PromptMode, problem: Problem, op
         return ProblemResult(problem.task_id, False, f"generation failed: {exc}", "", None, None, None,
                              round(time.perf_counter() - started, 3), 0.0)
     generate_s = round(time.perf_counter() - started, 3)
-    run = run_python(build_program(problem, generated.text, mode), limits, isolation=isolation)
+    run = run_python(build_program(problem, generated.text, mode), limits, isolation=isolation, cancel=cancel)
     reason = run.reason
     if generated.finish_reason in ("timeout", "cancelled") and not run.ok:
         reason = f"generation {generated.finish_reason}; {reason}"

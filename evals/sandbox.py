@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -82,6 +83,7 @@ class SandboxResult:
     stderr: str
     duration_s: float
     reason: str  # "" when ok, else a one-line human reason
+    cancelled: bool = False  # stopped because the caller's cancel event was set (Ctrl+C, SIGTERM)
 
 
 @dataclass
@@ -110,19 +112,21 @@ def run_python(
     *,
     python: str = sys.executable,
     isolation: Isolation = Isolation.BWRAP,
+    cancel: threading.Event | None = None,
 ) -> SandboxResult:
     """Run `code` as a script under `limits`; never raises for bad code.
 
+    Setting `cancel` kills the run at once (within one poll interval) with `cancelled=True`.
     Raises SandboxUnavailableError when `isolation` is BWRAP and bwrap cannot be used here.
     """
     if isolation is Isolation.BWRAP:
-        return _run_isolated(code, limits, python, require_bwrap())
+        return _run_isolated(code, limits, python, require_bwrap(), cancel)
     workdir = tempfile.mkdtemp(prefix="ggroute-sandbox-")
     try:
         script = os.path.join(workdir, _SCRIPT_NAME)
         with open(script, "w", encoding="utf-8", errors="replace") as fh:
             fh.write(code)
-        return _run_in(workdir, [python, *_PYTHON_FLAGS, script], limits, _limiter(limits))
+        return _run_in(workdir, [python, *_PYTHON_FLAGS, script], limits, _limiter(limits), cancel=cancel)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -143,7 +147,8 @@ def describe_isolation(isolation: Isolation) -> str:
             f"tmpfs; process count capped by {cap}")
 
 
-def _run_isolated(code: str, limits: SandboxLimits, python: str, bwrap: Bwrap) -> SandboxResult:
+def _run_isolated(code: str, limits: SandboxLimits, python: str, bwrap: Bwrap,
+                  cancel: threading.Event | None) -> SandboxResult:
     interpreter = os.path.realpath(python)
     if not os.access(interpreter, os.X_OK):  # else bwrap's own mount error would be the reason
         return SandboxResult(False, None, False, "", "", 0.0, f"could not start {python}: not an executable file")
@@ -166,7 +171,7 @@ def _run_isolated(code: str, limits: SandboxLimits, python: str, bwrap: Bwrap) -
         argv = bwrap.argv(python, script.fileno(), limits.tmpfs_mb * 1024 * 1024, command)
         try:
             result = _run_in(SANDBOX_DIR, argv, limits, prepare_child, pass_fds=(script.fileno(),), cwd="/",
-                             decode_exit=_signal_from_shell_code)
+                             decode_exit=_signal_from_shell_code, cancel=cancel)
         finally:
             if isinstance(cgroup, PidsCgroup):
                 left = cgroup.kill_all_and_remove()
@@ -218,7 +223,8 @@ def _signal_from_shell_code(code: int) -> int:
 
 def _run_in(workdir: str, argv: list[str], limits: SandboxLimits, prepare_child: Callable[[], None], *,
             pass_fds: tuple[int, ...] = (), cwd: str | None = None,
-            decode_exit: Callable[[int], int] = lambda code: code) -> SandboxResult:
+            decode_exit: Callable[[int], int] = lambda code: code,
+            cancel: threading.Event | None = None) -> SandboxResult:
     """Start `argv` in its own session with `prepare_child` run before exec; `workdir` is the code's home."""
     start = time.monotonic()
     try:
@@ -238,10 +244,13 @@ def _run_in(workdir: str, argv: list[str], limits: SandboxLimits, prepare_child:
         reason = f"could not start {argv[0]}: {exc}".replace("\n", " ")
         return SandboxResult(False, None, False, "", "", time.monotonic() - start, reason)
     out, err = _Capture(limits.max_output_bytes), _Capture(limits.max_output_bytes)
-    timed_out = _supervise(proc, out, err, start + limits.timeout_s)
+    cancelled = cancel.is_set if cancel is not None else (lambda: False)
+    timed_out = _supervise(proc, out, err, start + limits.timeout_s, cancelled)
     duration = time.monotonic() - start
-    exit_code = None if timed_out else decode_exit(proc.returncode)
     stderr = err.text()
+    if cancelled():
+        return SandboxResult(False, None, False, out.text(), stderr, duration, "cancelled", cancelled=True)
+    exit_code = None if timed_out else decode_exit(proc.returncode)
     return SandboxResult(
         ok=exit_code == 0,
         exit_code=exit_code,
@@ -253,8 +262,9 @@ def _run_in(workdir: str, argv: list[str], limits: SandboxLimits, prepare_child:
     )
 
 
-def _supervise(proc: subprocess.Popen[bytes], out: _Capture, err: _Capture, deadline: float) -> bool:
-    """Pump output until the child exits or the deadline passes, then kill its whole group and reap it.
+def _supervise(proc: subprocess.Popen[bytes], out: _Capture, err: _Capture, deadline: float,
+               cancelled: Callable[[], bool]) -> bool:
+    """Pump output until the child exits, the deadline passes or `cancelled()`, then kill its group and reap it.
 
     Returns True when the main child was still running at the deadline.
     """
@@ -262,12 +272,13 @@ def _supervise(proc: subprocess.Popen[bytes], out: _Capture, err: _Capture, dead
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ, out)
         sel.register(proc.stderr, selectors.EVENT_READ, err)
-        _pump(sel, deadline, stop=lambda: proc.poll() is not None)
+        _pump(sel, deadline, stop=lambda: proc.poll() is not None or cancelled())
         timed_out = False
-        try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        while not cancelled() and proc.poll() is None:  # pipes closed early, or the deadline passed
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            time.sleep(_POLL_S)
         # Always: background/forked descendants in the group would otherwise outlive the run.
         _kill_group(proc.pid)
         _reap(proc)

@@ -87,7 +87,7 @@ def run_case(pipeline: Pipeline, path: Path, suite: Suite, case: Case,
         result.checks.append(CheckResult("expect_route", ok, f"expected route '{case.expect_route}', "
                                          f"got '{result.route}' ({result.route_reason})"))
     if generated is not None:
-        result.checks.extend(check_output(generated, case.checks, result.seconds, isolation))
+        result.checks.extend(check_output(generated, case.checks, result.seconds, isolation, cancel))
     return result
 
 
@@ -119,7 +119,7 @@ def _generate(pipeline: Pipeline, suite: Suite, case: Case, result: CaseResult,
 
 
 def check_output(generated: GenerationResult, checks: Checks, seconds: float,
-                 isolation: Isolation = Isolation.BWRAP) -> list[CheckResult]:
+                 isolation: Isolation = Isolation.BWRAP, cancel: threading.Event | None = None) -> list[CheckResult]:
     text = generated.text
     results: list[CheckResult] = []
     finish = generated.finish_reason
@@ -135,7 +135,7 @@ def check_output(generated: GenerationResult, checks: Checks, seconds: float,
         results.append(CheckResult("not_contains", needle not in text, f"output must not contain {needle!r}"))
     results.extend(regex_check(pattern, text) for pattern in checks.regex)
     if checks.python is not None:
-        results.append(python_check(text, checks.python, checks.python_timeout_s, isolation))
+        results.append(python_check(text, checks.python, checks.python_timeout_s, isolation, cancel))
     if checks.max_seconds is not None:
         results.append(CheckResult("max_seconds", seconds <= checks.max_seconds,
                                    f"took {seconds:.2f} s, limit {checks.max_seconds} s"))
@@ -150,7 +150,8 @@ def regex_check(pattern: str, text: str) -> CheckResult:
     return CheckResult("regex", compiled.search(text) is not None, f"output must match regex {pattern!r}")
 
 
-def python_check(text: str, test: str, timeout_s: float, isolation: Isolation = Isolation.BWRAP) -> CheckResult:
+def python_check(text: str, test: str, timeout_s: float, isolation: Isolation = Isolation.BWRAP,
+                 cancel: threading.Event | None = None) -> CheckResult:
     """Run the code extracted from `text`, then `test`, as one sandboxed script; passes when it exits 0."""
     try:
         compile(test, "<python check>", "exec")
@@ -159,7 +160,7 @@ def python_check(text: str, test: str, timeout_s: float, isolation: Isolation = 
     code = extract_code(text)
     script = f"{code}\n\n# --- suite check ---\n{test}\n"
     limits = SandboxLimits(timeout_s=timeout_s, cpu_s=max(1, math.ceil(timeout_s)))
-    run = run_python(script, limits, isolation=isolation)
+    run = run_python(script, limits, isolation=isolation, cancel=cancel)
     if run.ok:
         return CheckResult("python", True, "test code passed")
     detail = f"{run.reason}{_where(run.stderr, code, test)}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import textwrap
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -218,6 +219,18 @@ def test_unsafe_temp_dir_removed_after_timeout() -> None:
     result = sandbox.run_python(code, SandboxLimits(timeout_s=1.0), isolation=Isolation.NONE)
     assert result.timed_out
     assert not os.path.exists(result.stdout.strip())
+
+
+def test_cancel_event_stops_the_run_at_once(run_python: Callable[..., SandboxResult]) -> None:
+    marker = "63.4692"
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    code = f"import os\nos.execv('/usr/bin/sleep', ['sleep', '{marker}'])"
+    result = run_python(code, SandboxLimits(timeout_s=30), cancel=cancel)
+    assert result.cancelled and not result.ok and not result.timed_out
+    assert result.reason == "cancelled"
+    assert 0.4 < result.duration_s < 3
+    assert live_processes_with(marker) == []
 
 
 def test_stdin_is_devnull(run_python: Callable[..., SandboxResult]) -> None:
