@@ -41,7 +41,8 @@ TemperatureOption = Annotated[
 ]
 SeedOption = Annotated[int | None, typer.Option(min=0, help="Override the model's sampling seed.")]
 CodeOption = Annotated[bool, typer.Option(
-    "--code", help="Print only the code of the answer (its first fenced block); with --json add code fields.")]
+    "--code", help="Print only the code of the answer (its first fenced block); generation stops once a Python "
+                   "block has closed. With --json add code fields.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show prompt, limits, timings.")]
 T = TypeVar("T")
 

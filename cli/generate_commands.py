@@ -54,7 +54,8 @@ def generate(
     loaded = guarded(lambda: load_config(config))
     from ggroute.router.pipeline import Pipeline
 
-    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed)
+    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed,
+                             stop_after_code=code)
     with guarded(lambda: Pipeline(loaded)) as pipeline, ctrl_c_cancels() as cancel:
         result, prompt_text = guarded(
             lambda: _stream(pipeline, model, text, options, cancel, stream=not (as_json or code)))

@@ -103,7 +103,8 @@ def run(
     """Route TASK with the router model, then run it on the chosen model, streaming the output (with --code:
     printing only its code at the end)."""
     text = read_task(task)
-    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed)
+    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed,
+                             stop_after_code=code)
     with _pipeline(config, generates=True) as pipeline, ctrl_c_cancels() as cancel:
         if route_name is not None:
             guarded(lambda: pipeline.router.check_route(route_name))

@@ -224,7 +224,8 @@ def eval_humaneval(
     spec = guarded(lambda: ModelCatalog(loaded).spec(model_name))
     mode = he.prompt_mode(spec) if prompt == "auto" else cast(he.PromptMode, prompt)  # checked above
     max_tokens = max_tokens or min(spec.settings.max_tokens, HUMANEVAL_MAX_TOKENS)
-    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout)
+    # Only the code is checked: generation stops once the answer's Python block has closed (no prose after it).
+    options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, stop_after_code=True)
     eval_loaded = guarded(lambda: he.eval_config(loaded, spec, mode))
     with guarded(lambda: Pipeline(eval_loaded)) as pipeline, ctrl_c_cancels() as cancel, \
             _progress(len(problems)) as (progress, task):

@@ -77,6 +77,44 @@ def code_of_answer(prompt_text: str, answer: str) -> AnswerCode:
     return AnswerCode(code, language, _parses(code) if language in _PYTHON_TAGS else None)
 
 
+class CodeEndWatch:
+    """Watches an answer as it streams for the end of the code `code_of_answer` returns, when it is Python.
+
+    That is the closing fence of the first python-tagged block, or, when the prompt left a fence open, the
+    first fence line of the answer. Only complete lines are looked at, each once: the cost per token is the
+    new text only.
+    """
+
+    def __init__(self, prompt_text: str) -> None:
+        self._inside_prompt_fence = _OPEN_FENCE_AT_END.search(prompt_text) is not None
+        self._scanned = 0  # text before this index is in complete lines already looked at
+        self._fence = ""  # the open fence's backticks, "" when outside a block
+        self._python = False  # whether the open block is python-tagged
+
+    def end(self, text: str) -> int | None:
+        """Index just past the line that closes the code, once it has streamed; None until then."""
+        while (newline := text.find("\n", self._scanned)) >= 0:
+            line, self._scanned = text[self._scanned : newline], newline + 1
+            if self._line_ends_code(line):
+                return self._scanned
+        return None
+
+    def _line_ends_code(self, line: str) -> bool:
+        stripped = line.strip()
+        if self._inside_prompt_fence:
+            return stripped.startswith("```")
+        if not self._fence:
+            match = _FENCE_RE.match(line)
+            if match:
+                self._fence = match.group(1)
+                self._python = (match.group(2).split() or [""])[0].lower() in _PYTHON_TAGS
+            return False
+        if stripped.startswith(self._fence) and not stripped.lstrip("`"):
+            self._fence = ""
+            return self._python
+        return False
+
+
 def _parses(code: str) -> bool:
     try:
         ast.parse(code)

@@ -77,6 +77,17 @@ class ModelConfig(StrictModel):
                                     "appeared in the last repeat_last_n; 0 is off.")
     frequency_penalty: float = Field(0.0, ge=0.0, le=2.0, description="Subtracted per occurrence in the last "
                                      "repeat_last_n; 0 is off.")
+    dry_multiplier: float = Field(0.0, ge=0.0, le=5.0, description="DRY ('don't repeat yourself') sampler: "
+                                  "penalizes a token that would extend a sequence already seen in the text; 0 is off.")
+    dry_base: float = Field(1.75, ge=1.0, le=4.0, description="DRY: the penalty grows as dry_base to the power of "
+                            "how far the repeat runs past dry_allowed_length.")
+    dry_allowed_length: int = Field(2, ge=1, le=64, description="DRY: repeats up to this many tokens are free.")
+    dry_penalty_last_n: int = Field(-1, ge=-1, le=1_048_576, description="DRY: how many recent generated tokens "
+                                    "it looks at; -1 is the whole context_size, 0 turns DRY off.")
+    dry_sequence_breakers: list[str] = Field(
+        default_factory=lambda: ["\n", ":", '"', "*"],
+        description="DRY: a repeat never extends across these strings (llama.cpp's defaults).",
+    )
     n_threads: int | None = Field(
         None, ge=1, description="CPU threads for generation; unset means every core this process may use."
     )

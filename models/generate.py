@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ggroute.core.code import CodeEndWatch
 from ggroute.core.errors import GenerationError, PromptTooLongError
 from ggroute.core.tasks import validate_task
 from ggroute.models.backend import Backend, EndOfText, PromptEvaluated
@@ -28,6 +29,7 @@ class RequestOptions:
     timeout_s: float | None = None
     temperature: float | None = None
     seed: int | None = None
+    stop_after_code: bool = False  # stop once the answer's Python code block has closed (see core/code.py)
 
 
 class _StopScanner:
@@ -82,6 +84,7 @@ class Generation:
         self.evicted = evicted or []
         self.prompt = model.prepare(self.task)
         self.sampling = Sampling.of(settings).with_overrides(options.temperature, options.seed)
+        self.stop_after_code = options.stop_after_code
         self.limits = Limits(
             max_tokens=options.max_tokens or settings.max_tokens,
             timeout_s=options.timeout_s or settings.timeout_s,
@@ -115,6 +118,7 @@ class Generation:
         scanner = _StopScanner(self.limits.stop)
         guard_config = self.model.spec.settings.loop_guard
         guard = LoopGuard(guard_config.min_repeats, guard_config.max_cycle_lines) if guard_config.enabled else None
+        code_end = CodeEndWatch(self.prompt.text) if self.stop_after_code else None
         loop: Loop | None = None
         finish: FinishReason | None = self._interrupted()
         cached = sampled = completion = 0
@@ -142,6 +146,11 @@ class Generation:
                     loop = guard.feed(scanner.text, before) if guard is not None and not hit else None
                     if loop is not None:
                         finish = "repetition"
+                        break
+                    end = code_end.end(scanner.text) if code_end is not None and not hit else None
+                    if end is not None:  # the code is complete: what would follow is prose nobody asked for
+                        scanner.text = scanner.text[: max(end, scanner.emitted)]
+                        finish = "stop"
                         break
                     finish = "stop" if hit else "length" if completion >= room else self._interrupted()
                     if finish is not None:

@@ -26,6 +26,7 @@ from ggroute.models.backend import (
 )
 from ggroute.models.catalog import ModelSpec
 from ggroute.models.llamacpp.chat import prepare_prompt
+from ggroute.models.llamacpp.dry import DryHook
 from ggroute.models.llamacpp.runtime import GGML_TYPES, available_cores, engine_version, route_llama_logs_to_logging
 from ggroute.models.sampling import Sampling
 
@@ -48,6 +49,7 @@ class LlamaModel:
         self._embeddings_on = False
         self._hidden_count = 0  # hidden states the last evaluate() kept
         self.chat_formatter: Jinja2ChatFormatter | None = None  # built on the first chat prompt
+        self._dry = DryHook(llama)
 
     @property
     def spec(self) -> ModelSpec:
@@ -147,6 +149,7 @@ class LlamaModel:
             llama.set_seed(sampling.seed)
         cached = self._reused_prefix(tokens)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._dry.settings = sampling.dry
         sampled = llama.generate(tokens, temp=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
                                  min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
                                  presence_penalty=sampling.presence_penalty,

@@ -54,6 +54,13 @@ def smollm2_with_stop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Llam
 
 
 @pytest.fixture(scope="module")
+def smollm2_with_dry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel]:
+    model = _load_variant(tmp_path_factory, "coder", dry_multiplier=0.8)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
 def gemma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel]:
     model = _load_variant(tmp_path_factory, "algorithm")
     yield model
@@ -229,3 +236,18 @@ def test_session_model_settings(smollm2: LlamaModel) -> None:
     assert (spec.name, spec.settings.context_size, spec.settings.max_tokens) == ("coder", 1024, 32)
     assert smollm2.llama.n_ctx() == 1024
     assert Path(spec.path).name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_dry_sampler_joins_the_chain_after_the_penalties_and_changes_greedy_output(
+    smollm2: LlamaModel, smollm2_with_dry: LlamaModel
+) -> None:
+    task = "Dockerfile for a Flask app"
+    plain, _ = run(smollm2, task, max_tokens=160)
+    dry, _ = run(smollm2_with_dry, task, max_tokens=160)
+    chain = smollm2_with_dry.llama._sampler.sampler  # the chain generate() built for that request
+    names = [llama_cpp.llama_sampler_name(llama_cpp.llama_sampler_chain_get(chain, i)) or b""
+             for i in range(llama_cpp.llama_sampler_chain_n(chain))]
+    assert [n.lstrip(b"?") for n in names] == [b"penalties", b"dry", b"greedy"], names
+    assert plain.text != dry.text  # same greedy decoding; only DRY differs
+    again, _ = run(smollm2, task, max_tokens=160)
+    assert again.text == plain.text  # DRY is per request: the plain model is untouched

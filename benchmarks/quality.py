@@ -1,0 +1,137 @@
+"""Output quality per route and configuration variant, on HumanEval: what issue 11's changes are judged by.
+
+For each route and each variant (the shipped config, or model settings changed for that route's model), runs
+all HumanEval problems (or --limit N) the way `ggroute eval humaneval --route R` does, and reports:
+pass@1, how generations ended (stop / repetition / length / timeout), how many ran into max_tokens while
+looping (the last 600 characters compress below 25% of their size with zlib: text that repeats itself),
+completion tokens per problem, and wall time (generation and the sandboxed checks).
+
+    python benchmarks/quality.py --route coder --route algorithm \\
+        --variant shipped --variant 'dry:dry_multiplier=0.8' --json-out quality.json
+
+A variant is NAME or NAME:KEY=VALUE[,KEY=VALUE...]; keys are model settings (config.json `models.<name>.*`),
+applied to the route's model, or `request.stop_after_code` (default true, as `ggroute eval humaneval` runs);
+values are JSON (strings may be bare). Variants run one after another in one
+process, so their wall times are comparable only on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+from _overrides import load_with_overrides
+
+from ggroute.evals import humaneval as he
+from ggroute.evals.sandbox import Isolation
+from ggroute.models.catalog import ModelCatalog
+from ggroute.models.generate import RequestOptions
+from ggroute.router.pipeline import Pipeline
+
+LOOP_TAIL_CHARS = 600
+LOOP_COMPRESSION = 0.25
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    settings: dict[str, object]
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        name, _, rest = text.partition(":")
+        settings: dict[str, object] = {}
+        for item in filter(None, rest.split(",")):
+            key, _, raw = item.partition("=")
+            try:
+                settings[key.strip()] = json.loads(raw)
+            except json.JSONDecodeError:
+                settings[key.strip()] = raw
+        return cls(name, settings)
+
+
+def looping(text: str) -> bool:
+    tail = text[-LOOP_TAIL_CHARS:].encode("utf-8")
+    return len(tail) >= LOOP_TAIL_CHARS // 2 and len(zlib.compress(tail, 9)) < LOOP_COMPRESSION * len(tail)
+
+
+def measure(config: str | None, route: str, variant: Variant, limit: int | None) -> dict[str, object]:
+    base = load_with_overrides(config, [])
+    router = base.config.router
+    if router is None or route not in router.routes:
+        raise SystemExit(f"route '{route}' is not in the config")
+    model = router.routes[route].model
+    request = {key.removeprefix("request."): value for key, value in variant.settings.items()
+               if key.startswith("request.")}
+    loaded = load_with_overrides(config, [f"models.{model}.{key}={json.dumps(value)}"
+                                          for key, value in variant.settings.items() if not key.startswith("request.")])
+    spec = ModelCatalog(loaded).spec(model)
+    mode = he.prompt_mode(spec)
+    max_tokens = min(spec.settings.max_tokens, 512)
+    problems = he.load_problems(limit)
+    started = time.perf_counter()
+    with Pipeline(he.eval_config(loaded, spec, mode)) as pipeline:
+        options = RequestOptions(max_tokens=max_tokens, stop_after_code=bool(request.get("stop_after_code", True)))
+        results = he.run_humaneval(pipeline, model, mode, problems, options,
+                                   isolation=Isolation.BWRAP)
+    wall = time.perf_counter() - started
+    tokens = [r.completion_tokens or 0 for r in results]
+    finishes = Counter(r.finish_reason or "error" for r in results)
+    return {
+        "route": route, "model": model, "variant": variant.name, "settings": variant.settings,
+        "prompt_mode": mode, "n": len(results), "passed": sum(r.passed for r in results),
+        "pass_at_1": round(sum(r.passed for r in results) / len(results), 4),
+        "finish": dict(finishes),
+        "length_while_looping": sum(r.finish_reason == "length" and looping(r.completion) for r in results),
+        "completion_tokens_total": sum(tokens),
+        "completion_tokens_median": statistics.median(tokens),
+        "wall_s": round(wall, 1),
+        "passed_ids": [r.task_id for r in results if r.passed],
+        "problems": [{"task_id": r.task_id, "passed": r.passed, "finish_reason": r.finish_reason,
+                      "completion_tokens": r.completion_tokens, "looping": looping(r.completion),
+                      "tail": r.completion[-LOOP_TAIL_CHARS:]} for r in results],
+    }
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    lines = ["| route | variant | pass@1 | stop / repetition / length | length while looping | "
+             "tokens (total, median) | wall |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        finish = row["finish"]
+        assert isinstance(finish, dict)
+        lines.append(
+            f"| {row['route']} | {row['variant']} | {float(row['pass_at_1']):.1%} ({row['passed']}/{row['n']}) | "  # type: ignore[arg-type]
+            f"{finish.get('stop', 0)} / {finish.get('repetition', 0)} / {finish.get('length', 0)} | "
+            f"{row['length_while_looping']} | {row['completion_tokens_total']:,}, {row['completion_tokens_median']} | "
+            f"{row['wall_s']} s |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--route", action="append", required=True)
+    parser.add_argument("--variant", action="append", default=None, help="NAME[:KEY=VALUE,...] (default: shipped)")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("-c", "--config", default=None)
+    parser.add_argument("--json-out", default=None)
+    args = parser.parse_args()
+    variants = [Variant.parse(text) for text in (args.variant or ["shipped"])]
+    rows = []
+    for route in args.route:
+        for variant in variants:
+            row = measure(args.config, route, variant, args.limit)
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k not in ("passed_ids", "problems")}), flush=True)
+    print(table(rows))
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
