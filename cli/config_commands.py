@@ -14,7 +14,7 @@ from ggroute.cli.common import ConfigOption, JsonOption, emit_json, err, guarded
 from ggroute.cli.exit_codes import EXIT_RUNTIME
 from ggroute.cli.payloads import ConfigCheckPayload, ModelRow, ModelsPayload, PlanRow
 from ggroute.core.errors import GgrouteError
-from ggroute.models.config import LoadedConfig, load_config
+from ggroute.models.config import LoadedConfig, config_warnings, load_config
 from ggroute.models.memory import ModelPlan
 
 
@@ -66,8 +66,9 @@ def _plan_row(plan: ModelPlan) -> PlanRow:
 
 
 def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Validate config.json and print the memory plan per model and in total against the budget."""
-    loaded: LoadedConfig = guarded(lambda: load_config(config))
+    """Validate config.json, print its warnings and the memory plan per model and in total against the budget."""
+    loaded: LoadedConfig = guarded(lambda: load_config(config, warn=False))  # printed below, not logged
+    warnings = config_warnings(loaded.config)
     from ggroute.models.catalog import ModelCatalog
     from ggroute.models.memory import kv_table
 
@@ -85,12 +86,15 @@ def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> No
             "models": [_plan_row(p) for p in plan.models],
             "kv_cache_bytes_by_context": {n: {str(k): v for k, v in t.items()} for n, t in kv.items()},
             "over_budget_alone": too_big,
+            "warnings": warnings,
         }
         emit_json(payload)
     else:
         out.print(f"config: {loaded.source} [green]valid[/]")
         out.print(render.plan_table(plan, {n: catalog.spec(n).path.name for n in catalog.names}))
         out.print(render.kv_table(kv))
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     if too_big:
         err.print(f"[red]error:[/] {', '.join(too_big)} cannot load under memory_budget_mb "
                   f"({loaded.config.memory_budget_mb}): lower context_size or raise the budget")

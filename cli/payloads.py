@@ -135,6 +135,7 @@ class ConfigCheckPayload(TypedDict):
     models: list[PlanRow]
     kv_cache_bytes_by_context: dict[str, dict[str, int]]  # model -> context_size (as a string) -> bytes
     over_budget_alone: list[str]
+    warnings: list[str]  # settings that are valid but do not work as written (max_tokens >= context_size)
 
 
 # --- eval routing --json ------------------------------------------------------------------------------------

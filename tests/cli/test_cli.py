@@ -202,6 +202,49 @@ def test_config_check_reports_model_over_budget(write_config) -> None:
     assert "algorithm cannot load under memory_budget_mb (200)" in result.stderr
 
 
+MAX_TOKENS_WARNING = (
+    "models.coder.max_tokens (2048) is not below context_size (1024): the prompt takes part of the context, so "
+    "generation ends at the context's end (finish_reason length) before max_tokens; lower max_tokens or raise "
+    "context_size"
+)
+
+
+def _max_tokens_over_context(write_config) -> Path:
+    data = small_config()
+    data["models"]["coder"]["max_tokens"] = 2048  # type: ignore[index]  # context_size is 1024
+    return write_config(data)
+
+
+def test_config_check_warns_when_max_tokens_is_not_below_context_size(write_config) -> None:
+    path = _max_tokens_over_context(write_config)
+    result = invoke("config", "check", "-c", str(path), "--json")
+    assert_exit(result, 0)  # a warning, not an error
+    assert json.loads(result.stdout)["warnings"] == [MAX_TOKENS_WARNING]
+    plain = write_config(small_config(), name="plain.json")
+    assert json.loads(invoke("config", "check", "-c", str(plain), "--json").stdout)["warnings"] == []
+
+    # The console script, where logging is set up: `config check` prints the warning once (it is not also
+    # logged on load); any other command logs it on load.
+    check = subprocess.run([_console_script(), "config", "check", "-c", str(path)], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    assert " ".join(check.stderr.split()) == f"warning: {MAX_TOKENS_WARNING}"
+    models = subprocess.run([_console_script(), "models", "-c", str(path)], capture_output=True, text=True,
+                            timeout=60)
+    assert models.returncode == 0, models.stderr
+    assert models.stderr == f"warning: {path}: {MAX_TOKENS_WARNING}\n"
+
+
+def test_config_check_refuses_a_repeated_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text('{\n  "models": {"coder": {}},\n  "models": {"algorithm": {}}\n}\n', encoding="utf-8")
+    result = invoke("config", "check", "-c", str(path))
+    assert_exit(result, 2)
+    assert f"{path}: duplicate key 'models' at line 3, column 3: the same object has it at line 2, column 3" \
+        in " ".join(result.stderr.split())
+    assert result.stdout == ""
+
+
 def test_missing_model_file(write_config, tmp_path: Path) -> None:
     path = write_config({"models": {"coder": {"path": "weights/missing.gguf", "context_size": 1024}}})
     result = invoke("models", "-c", str(path), "--json")

@@ -122,9 +122,30 @@ def test_routing_only_suite_rules(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ('{"name": "t",\n "phase": }', "invalid JSON at line 2, column 11"),
     ("[1, 2]", "(top level): Input should be a valid dictionary"),
-])
+    # Found by tests/fuzz: json.loads raised RecursionError and ValueError on these (a traceback in the CLI).
+    ('{"name": "t", "phase": 1, "cases": ' + "[" * 50_000 + "]" * 50_000 + "}", "invalid JSON: nested too deeply"),
+    ('{"name": "t", "phase": 1' + "0" * 5000 + "}", "invalid JSON: a number with more than 4300 digits"),
+    ('{"name": "t",\n "phase": 1,\n "name": "u"}',
+     "duplicate key 'name' at line 3, column 2: the same object has it at line 1, column 2"),
+], ids=["invalid", "not an object", "deep nesting", "long number", "repeated key"])
 def test_not_a_suite_object(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in problems(tmp_path, text)
+
+
+def test_a_case_repeating_a_key_is_refused(tmp_path: Path) -> None:
+    text = json.dumps(suite_data({"id": "a", "task": "x", "checks": {"contains": "x"}}), indent=1)
+    text = text.replace('"contains": "x"', '"contains": "x",\n "contains": "y"')
+    message = problems(tmp_path, text)
+    assert "duplicate key 'contains' at line 10, column 2: the same object has it at line 9, column 5" in message
+
+
+def test_bytes_that_are_not_utf8_are_refused_naming_line_and_column(tmp_path: Path) -> None:
+    # Refused, not replaced: a U+FFFD in an expected string would make a check fail for a reason nobody wrote.
+    path = tmp_path / "s.suite.json"
+    path.write_bytes(b'{"name": "t", "phase": 2, "cases": [\n {"id": "a", "task": "caf\xe9", "checks": {}}]}')
+    with pytest.raises(SuiteFileError) as info:
+        load_suite(path)
+    assert str(info.value) == f"{path}: suite file is not UTF-8: line 2, column 26 (byte 0xe9); save it as UTF-8"
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ggroute.models.config import (
     CONFIG_ENV,
     GEMMA3_PATH,
     SMOLLM2_PATH,
+    config_warnings,
     find_config,
     load_config,
     packaged_default_config,
@@ -103,6 +105,115 @@ def test_invalid_json_reports_line_and_column(tmp_path: Path) -> None:
     column = bad_line.index(",}") + 2
     assert column == 36
     assert f"invalid JSON at line 3, column {column}" in message
+
+
+def _text_error(tmp_path: Path, text: str | bytes) -> str:
+    path = tmp_path / "config.json"
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    return str(info.value)
+
+
+DUPLICATE_TOP = """{
+  "models": {"coder": {}},
+  "memory_budget_mb": 4000,
+  "memory_budget_mb": 8000
+}"""
+DUPLICATE_MODEL = """{
+  "models": {
+    "coder": {"max_tokens": 64},
+    "algorithm": {},
+    "coder": {"max_tokens": 128}
+  }
+}"""
+DUPLICATE_FIELD = """{
+  "models": {
+    "coder": {
+      "context_size": 2048, "max_tokens": 64, "context_size": 4096
+    }
+  }
+}"""
+DUPLICATE_ROUTE = """{
+  "models": {"router": {}, "coder": {}},
+  "router": {
+    "routes": {
+      "code": {"model": "coder", "description": "code"},
+      "code": {"model": "coder", "description": "more code"}
+    },
+    "default_route": "code"
+  }
+}"""
+
+
+@pytest.mark.parametrize(("text", "second", "first"), [
+    (DUPLICATE_TOP, "'memory_budget_mb' at line 4, column 3", "line 3, column 3"),
+    (DUPLICATE_MODEL, "'coder' at line 5, column 5", "line 3, column 5"),
+    (DUPLICATE_FIELD, "'context_size' at line 4, column 47", "line 4, column 7"),
+    (DUPLICATE_ROUTE, "'code' at line 6, column 7", "line 5, column 7"),
+], ids=["top level", "models", "a model's field", "routes"])
+def test_a_repeated_key_is_an_error_naming_the_key_and_both_places(
+    tmp_path: Path, text: str, second: str, first: str
+) -> None:
+    # json.loads alone keeps the last value silently: the second "memory_budget_mb" would win without a word.
+    message = _text_error(tmp_path, text)
+    assert f"config.json: duplicate key {second}: the same object has it at {first} already; each key may " \
+           "appear once in an object" in message
+
+
+def test_the_same_key_in_different_objects_is_fine(write_config) -> None:
+    text = '{"models": {"coder": {"max_tokens": 8}, "algorithm": {"max_tokens": 8}}, "max": {"max_tokens": 1}}'
+    message = _text_error(write_config({}).parent, text)
+    assert "duplicate" not in message and "max: unknown key" in message  # only the schema's complaint
+
+
+def test_a_key_written_with_an_escape_is_the_same_key(tmp_path: Path) -> None:
+    text = '{"models": {"coder": {}},\n "log_file": "a.jsonl", "log_\\u0066ile": "b.jsonl"}'
+    assert "duplicate key 'log_file' at line 2, column 25" in _text_error(tmp_path, text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{"memory_budget_mb": ' + "9" * 5000 + "}", "invalid JSON: a number with more than 4300 digits"),
+    ("[" * 50_000 + "]" * 50_000, "invalid JSON: nested too deeply"),
+], ids=["long number", "deep nesting"])
+def test_json_that_json_loads_cannot_read_is_a_config_error(tmp_path: Path, text: str, expected: str) -> None:
+    # Found by tests/fuzz: json.loads raised ValueError and RecursionError here, a traceback in the CLI.
+    assert expected in _text_error(tmp_path, text)
+
+
+def test_bytes_that_are_not_utf8_are_named_by_line_and_column(tmp_path: Path) -> None:
+    text = b'{\n  "models": {"coder": {"system_prompt": "caf\xe9"}}\n}'
+    message = _text_error(tmp_path, text)
+    assert "config file is not UTF-8: line 2, column 45 (byte 0xe9); save it as UTF-8" in message
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(USERS_CONFIG).encode())
+    assert load_config(path).config.memory_budget_mb == 8000
+
+
+def test_max_tokens_not_below_context_size_is_a_warning_on_load(
+    write_config, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_config({"models": {"coder": {"context_size": 1024, "max_tokens": 1024},
+                                    "algorithm": {"context_size": 1024, "max_tokens": 1023}}})
+    with caplog.at_level(logging.WARNING, logger="ggroute.config"):
+        loaded = load_config(path)
+    assert [r.getMessage() for r in caplog.records] == [f"{loaded.source}: {config_warnings(loaded.config)[0]}"]
+    (warning,) = config_warnings(loaded.config)  # algorithm, one below, is fine
+    assert warning.startswith("models.coder.max_tokens (1024) is not below context_size (1024): the prompt takes")
+    assert "lower max_tokens or raise context_size" in warning
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ggroute.config"):
+        load_config(path, warn=False)  # `config check` prints them itself
+    assert caplog.records == []
+
+
+def test_the_shipped_config_has_no_warnings() -> None:
+    assert config_warnings(load_config(packaged_default_config()).config) == []
 
 
 def test_missing_file_is_config_error_not_found(tmp_path: Path) -> None:
