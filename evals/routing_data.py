@@ -1,17 +1,18 @@
 """Labeled routing tasks: JSON lines of {"task", "route"} and optionally "source" (the style a task is written in).
 
-Every problem names the file and line: bad JSON, an unknown key, an empty task, a route the router does not have.
+Every problem names the file and line: bad JSON, a repeated or unknown key, an empty task, a route the router does
+not have, bytes that are not UTF-8. Lines end at "\n" only: JSON text may hold U+2028, U+0085 and other characters
+that str.splitlines() would also split at.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import Field, ValidationError, field_validator
 
 from ggroute.core.errors import UsageError
-from ggroute.core.files import read_text
+from ggroute.core.files import JSONProblem, loads_strict, read_text
 from ggroute.core.schema import StrictModel
 
 CORPUS_SUFFIX = ".jsonl"
@@ -31,15 +32,15 @@ class LabeledTask(StrictModel):
 
 
 def read_labeled(path: Path, known_routes: list[str]) -> list[LabeledTask]:
-    lines = read_text(path, UsageError, "labeled file").splitlines()
+    lines = read_text(path, UsageError, "labeled file").split("\n")
     rows: list[LabeledTask] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            row = LabeledTask.model_validate(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{number}: invalid JSON at column {exc.colno}: {exc.msg}") from None
+            row = LabeledTask.model_validate(loads_strict(line))
+        except JSONProblem as exc:
+            raise UsageError(f"{path}:{number}: {exc.describe(with_line=False)}") from None
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors())
             raise UsageError(

@@ -32,22 +32,28 @@ class RequestOptions:
     stop_after_code: bool = False  # stop once the answer's Python code block has closed (see core/code.py)
 
 
-class _StopScanner:
-    """Finds stop strings in the text stream and holds back a tail that could still become one."""
+class StopScanner:
+    """Finds stop strings in the text stream and holds back a tail that could still become one.
+
+    Generation stops at the first stop string to be complete, wherever the chunk boundaries fall: the earliest
+    end wins, and of the stop strings ending there, the longest (the earliest start). Empty strings are ignored.
+    """
 
     def __init__(self, stops: list[str]) -> None:
-        self.stops = stops
-        self.hold = max((len(s) for s in stops), default=1) - 1
+        self.stops = [s for s in stops if s]
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
         self.text = ""
         self.emitted = 0
 
     def feed(self, piece: str) -> tuple[str, bool]:
         """Add text; return (text safe to emit now, whether a stop string was hit)."""
+        # No stop string was complete before `piece`: one complete now ends in it, so starts at most `hold` before.
         search_from = max(0, len(self.text) - self.hold)
         self.text += piece
-        cut = min((i for i in (self.text.find(s, search_from) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self.text = self.text[:cut]
+        ends = [i + len(s) for s in self.stops if (i := self.text.find(s, search_from)) >= 0]
+        if ends:  # cut at the start of the first to complete; of several ending there, the longest
+            starts = [self.text.find(s, search_from, min(ends)) for s in self.stops]
+            self.text = self.text[: min(i for i in starts if i >= 0)]
             return self._flush(len(self.text)), True
         return self._flush(max(self.emitted, len(self.text) - self.hold)), False
 
@@ -115,7 +121,7 @@ class Generation:
     def _run(self) -> Iterator[str]:
         tokens = self.prompt.tokens
         room = min(self.limits.max_tokens, self.limits.context_size - len(tokens))
-        scanner = _StopScanner(self.limits.stop)
+        scanner = StopScanner(self.limits.stop)
         guard_config = self.model.spec.settings.loop_guard
         guard = LoopGuard(guard_config.min_repeats, guard_config.max_cycle_lines) if guard_config.enabled else None
         code_end = CodeEndWatch(self.prompt.text) if self.stop_after_code else None

@@ -135,6 +135,30 @@ def test_earliest_of_several_stop_strings_wins() -> None:
     assert result.text == "one " and result.finish_reason == "stop"
 
 
+@pytest.mark.parametrize("pieces", [
+    ("x = `a` more",),  # both stop strings inside one chunk
+    ("x = ", "`", "a", "`", " more"),  # one character per chunk
+    ("x = `a", "` more"),
+])
+def test_the_first_stop_string_to_complete_wins_wherever_the_chunks_end(pieces: tuple[str, ...]) -> None:
+    # "a" is complete one character before "`a`" is, so generation stops before "a" however the tokens split the
+    # text. Found by tests/fuzz: with both in one chunk the cut used to be at "`a`", which starts earlier.
+    result, _ = run(backend(Script(pieces=pieces, end_of_text=False), stop=["`a`", "a"]))
+    assert (result.text, result.finish_reason) == ("x = `", "stop")
+
+
+def test_stop_strings_ending_together_cut_at_the_longest() -> None:
+    result, _ = run(backend(Script(pieces=("code\n```", " more"), end_of_text=False), stop=["```", "\n```"]))
+    assert (result.text, result.finish_reason) == ("code", "stop")
+
+
+def test_an_empty_stop_string_from_a_template_is_ignored() -> None:
+    # Found by tests/fuzz: an empty stop string matched at once and ended every generation with no text.
+    model = backend(Script(pieces=("yes", " no"), stop=("",)))
+    result, _ = run(model)
+    assert (result.text, result.finish_reason) == ("yes no", "stop")
+
+
 def test_timeout_before_the_request_starts_never_streams() -> None:
     model = backend()
     generation = Generation(model, TASK, RequestOptions(timeout_s=1.0), started=time.perf_counter() - 5)
