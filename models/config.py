@@ -201,6 +201,23 @@ class RouterConfig(StrictModel):
         return self
 
 
+class ServerConfig(StrictModel):
+    api_key: str | None = Field(
+        None,
+        min_length=1,
+        description="Bearer key that `ggroute serve` requires on every endpoint but /health (`Authorization: Bearer "
+        "KEY`); $GGROUTE_API_KEY, when set, takes its place. Unset: no key.",
+    )
+    queue_size: int = Field(
+        8, ge=0, le=10_000, description="`ggroute serve`: requests that may wait for a model while it serves "
+        "another request; one more is refused with 429 and Retry-After.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="`ggroute serve`: largest request body in bytes; a larger one is refused "
+        "with 413.",
+    )
+
+
 class AppConfig(StrictModel):
     models: dict[str, ModelConfig] = Field(..., min_length=1, description="Model name -> model settings.")
     memory_budget_mb: int = Field(
@@ -211,6 +228,7 @@ class AppConfig(StrictModel):
         description="Request log (one JSON line per request); default $XDG_STATE_HOME/ggroute/requests.jsonl.",
     )
     router: RouterConfig | None = Field(None, description="Routing; only `ggroute run` and `route` need it.")
+    server: ServerConfig = Field(default_factory=ServerConfig, description="`ggroute serve` (docs/server.md).")
 
     @model_validator(mode="after")
     def _references_exist(self) -> AppConfig:

@@ -13,6 +13,7 @@ from ggroute.models.config import (
     ModelConfig,
     RouteConfig,
     RouterConfig,
+    ServerConfig,
 )
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -22,6 +23,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`router`", RouterConfig),
     ("`router.routes.NAME`", RouteConfig),
     ("`router.calibration`", CalibrationConfig),
+    ("`server`", ServerConfig),
 ]
 
 
