@@ -10,9 +10,12 @@ completion tokens per problem, and wall time (generation and the sandboxed check
         --variant shipped --variant 'dry:dry_multiplier=0.8' --json-out quality.json
 
 A variant is NAME or NAME:KEY=VALUE[,KEY=VALUE...]; keys are model settings (config.json `models.<name>.*`),
-applied to the route's model, or `request.stop_after_code` (default true, as `ggroute eval humaneval` runs);
-values are JSON (strings may be bare). Variants run one after another in one
-process, so their wall times are comparable only on an otherwise idle machine.
+applied to the route's model, or `request.stop_after_code` (default true, as `ggroute eval humaneval` runs), or
+`request.prompt` (completion, template or chat: as `ggroute eval humaneval --prompt`; default: as configured);
+values are JSON (strings may be bare), or @FILE for a file's text (a prompt template). With --suite FILE
+(repeatable) each variant also runs those suites (e.g. docs/suites/phase3.suite.json) with the variant's
+settings, and reports cases passed. Variants run one after another in one process, so their wall times are
+comparable only on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -24,12 +27,16 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from _overrides import load_with_overrides
 
 from ggroute.evals import humaneval as he
 from ggroute.evals.sandbox import Isolation
+from ggroute.evals.suite import load_suite
+from ggroute.evals.suite_run import run_case
 from ggroute.models.catalog import ModelCatalog
+from ggroute.models.config import LoadedConfig
 from ggroute.models.generate import RequestOptions
 from ggroute.router.pipeline import Pipeline
 
@@ -48,6 +55,9 @@ class Variant:
         settings: dict[str, object] = {}
         for item in filter(None, rest.split(",")):
             key, _, raw = item.partition("=")
+            if raw.startswith("@"):  # a long value (a prompt template) read verbatim from a file
+                settings[key.strip()] = Path(raw[1:]).read_text(encoding="utf-8")
+                continue
             try:
                 settings[key.strip()] = json.loads(raw)
             except json.JSONDecodeError:
@@ -60,7 +70,21 @@ def looping(text: str) -> bool:
     return len(tail) >= LOOP_TAIL_CHARS // 2 and len(zlib.compress(tail, 9)) < LOOP_COMPRESSION * len(tail)
 
 
-def measure(config: str | None, route: str, variant: Variant, limit: int | None) -> dict[str, object]:
+def suite_score(loaded: LoadedConfig, suites: list[str]) -> dict[str, object]:
+    """Cases passed per suite with the variant's config (all routes, as `ggroute eval suite` runs them)."""
+    scores: dict[str, object] = {}
+    with Pipeline(loaded) as pipeline:
+        for name in suites:
+            path = Path(name)
+            suite = load_suite(path)
+            results = [run_case(pipeline, path, suite, case) for case in suite.cases]
+            scores[suite.name] = {"passed": sum(r.passed for r in results), "n": len(results),
+                                  "failed": [r.id for r in results if not r.passed]}
+    return scores
+
+
+def measure(config: str | None, route: str, variant: Variant, limit: int | None,
+            suites: list[str]) -> dict[str, object]:
     base = load_with_overrides(config, [])
     router = base.config.router
     if router is None or route not in router.routes:
@@ -71,7 +95,9 @@ def measure(config: str | None, route: str, variant: Variant, limit: int | None)
     loaded = load_with_overrides(config, [f"models.{model}.{key}={json.dumps(value)}"
                                           for key, value in variant.settings.items() if not key.startswith("request.")])
     spec = ModelCatalog(loaded).spec(model)
-    mode = he.prompt_mode(spec)
+    mode = request.get("prompt", he.prompt_mode(spec))
+    if mode not in he.PROMPT_MODES:
+        raise SystemExit(f"request.prompt must be one of {', '.join(he.PROMPT_MODES)}")
     max_tokens = min(spec.settings.max_tokens, 512)
     problems = he.load_problems(limit)
     started = time.perf_counter()
@@ -80,6 +106,7 @@ def measure(config: str | None, route: str, variant: Variant, limit: int | None)
         results = he.run_humaneval(pipeline, model, mode, problems, options,
                                    isolation=Isolation.BWRAP)
     wall = time.perf_counter() - started
+    suite_scores = suite_score(loaded, suites) if suites else {}
     tokens = [r.completion_tokens or 0 for r in results]
     finishes = Counter(r.finish_reason or "error" for r in results)
     return {
@@ -91,6 +118,7 @@ def measure(config: str | None, route: str, variant: Variant, limit: int | None)
         "completion_tokens_total": sum(tokens),
         "completion_tokens_median": statistics.median(tokens),
         "wall_s": round(wall, 1),
+        "suites": suite_scores,
         "passed_ids": [r.task_id for r in results if r.passed],
         "problems": [{"task_id": r.task_id, "passed": r.passed, "finish_reason": r.finish_reason,
                       "completion_tokens": r.completion_tokens, "looping": looping(r.completion),
@@ -98,9 +126,14 @@ def measure(config: str | None, route: str, variant: Variant, limit: int | None)
     }
 
 
+def suites_cell(scores: object) -> str:
+    assert isinstance(scores, dict)
+    return ", ".join(f"{name} {score['passed']}/{score['n']}" for name, score in scores.items()) or "-"
+
+
 def table(rows: list[dict[str, object]]) -> str:
     lines = ["| route | variant | pass@1 | stop / repetition / length | length while looping | "
-             "tokens (total, median) | wall |", "|---|---|---|---|---|---|---|"]
+             "tokens (total, median) | wall | suites |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         finish = row["finish"]
         assert isinstance(finish, dict)
@@ -108,7 +141,7 @@ def table(rows: list[dict[str, object]]) -> str:
             f"| {row['route']} | {row['variant']} | {float(row['pass_at_1']):.1%} ({row['passed']}/{row['n']}) | "  # type: ignore[arg-type]
             f"{finish.get('stop', 0)} / {finish.get('repetition', 0)} / {finish.get('length', 0)} | "
             f"{row['length_while_looping']} | {row['completion_tokens_total']:,}, {row['completion_tokens_median']} | "
-            f"{row['wall_s']} s |")
+            f"{row['wall_s']} s | {suites_cell(row['suites'])} |")
     return "\n".join(lines)
 
 
@@ -118,13 +151,14 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=None, help="NAME[:KEY=VALUE,...] (default: shipped)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("-c", "--config", default=None)
+    parser.add_argument("--suite", action="append", default=[], help="also run this suite file per variant")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
     variants = [Variant.parse(text) for text in (args.variant or ["shipped"])]
     rows = []
     for route in args.route:
         for variant in variants:
-            row = measure(args.config, route, variant, args.limit)
+            row = measure(args.config, route, variant, args.limit, args.suite)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k not in ("passed_ids", "problems")}), flush=True)
     print(table(rows))

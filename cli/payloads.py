@@ -352,7 +352,7 @@ class HumanEvalPayload(TypedDict):
     dataset: Literal["HumanEval"]
     route: str | None
     model: str
-    prompt_mode: Literal["completion", "chat"]
+    prompt_mode: Literal["completion", "template", "chat"]
     max_tokens: int
     config: str
     n: int

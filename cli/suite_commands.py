@@ -202,7 +202,8 @@ def eval_humaneval(
     )] = None,
     timeout: Annotated[float | None, typer.Option(min=0.01, help="Override the model's timeout_s.")] = None,
     prompt: Annotated[str, typer.Option(
-        "--prompt", help="auto: as the model is configured (chat template or not); chat or completion forces one."
+        "--prompt", help="auto: as the model is configured (chat template or not); chat or completion forces one; "
+        "template: a completion model asked through its completion_template, as `ggroute run` asks it."
     )] = "auto",
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -219,8 +220,8 @@ def eval_humaneval(
     from ggroute.models.generate import RequestOptions
     from ggroute.router.pipeline import Pipeline
 
-    if prompt not in ("auto", "chat", "completion"):
-        raise fail(UsageError(f"--prompt must be auto, chat or completion (got '{prompt}')"))
+    if prompt != "auto" and prompt not in he.PROMPT_MODES:
+        raise fail(UsageError(f"--prompt must be auto, {', '.join(he.PROMPT_MODES)} (got '{prompt}')"))
     spec = guarded(lambda: ModelCatalog(loaded).spec(model_name))
     mode = he.prompt_mode(spec) if prompt == "auto" else cast(he.PromptMode, prompt)  # checked above
     max_tokens = max_tokens or min(spec.settings.max_tokens, HUMANEVAL_MAX_TOKENS)

@@ -7,6 +7,9 @@ How a model is asked depends on how it is prompted (the same rule as everywhere 
   the whole input, raw (the configured completion_template is not applied), and the model continues the
   function body; generation stops at HumanEval's usual stop sequences (a new top-level def, class, if, print,
   comment or assert). The program is prompt + completion. This is the standard base-model protocol.
+- template (completion models, on request): the problem's prompt goes through the model's configured
+  completion_template, as `ggroute run` sends a task, with the model's own stop strings; the code of the answer
+  (up to the fence the template opened, or the first fenced block) is used as in chat mode below.
 - chat models (SmolLM2-Instruct): the model is asked to complete the function and reply with it in a
   ```python block; the code is extracted from the reply. If it defines the entry point, the program is the
   prompt (imports, helpers, the stub) followed by the code, whose def replaces the stub; otherwise the code is
@@ -27,7 +30,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Literal
 
-from ggroute.core.code import extract_code
+from ggroute.core.code import code_of_answer, extract_code
 from ggroute.core.errors import GgrouteError, HumanEvalUnavailable, UsageError
 from ggroute.evals.sandbox import Isolation, SandboxLimits, run_python
 from ggroute.models.catalog import ModelSpec
@@ -41,7 +44,8 @@ CHAT_INSTRUCTION = (
     "Complete the following Python function. Reply with the complete function in one ```python code block.\n\n"
     "```python\n{prompt}\n```"
 )
-PromptMode = Literal["completion", "chat"]
+PromptMode = Literal["completion", "template", "chat"]
+PROMPT_MODES: tuple[PromptMode, ...] = ("completion", "template", "chat")
 DEFAULT_LIMITS = SandboxLimits(timeout_s=10.0, cpu_s=10, memory_mb=512)
 
 
@@ -97,31 +101,44 @@ def prompt_mode(spec: ModelSpec) -> PromptMode:
 
 
 def eval_config(loaded: LoadedConfig, spec: ModelSpec, mode: PromptMode) -> LoadedConfig:
-    """The config to evaluate with: in completion mode the raw prompt and HumanEval's stop sequences; in chat
-    mode the model's chat template (an error when its GGUF has none)."""
+    """The config to evaluate with: in completion mode the raw prompt and HumanEval's stop sequences; in template
+    mode the model's completion_template and stops as configured; in chat mode the model's chat template (an
+    error when its GGUF has none)."""
     data = loaded.config.model_dump()
     if mode == "chat":
         if spec.info.chat_template is None:
             raise UsageError(f"model '{spec.name}' has no chat template in its GGUF: use the completion prompt")
         data["models"][spec.name]["prompt_format"] = "chat"
+    elif mode == "template":
+        data["models"][spec.name]["prompt_format"] = "completion"
     else:
         data["models"][spec.name].update(prompt_format="completion", completion_template="{task}",
                                          stop=COMPLETION_STOPS)
     return LoadedConfig(AppConfig.model_validate(data), loaded.source)
 
 
-def build_program(problem: Problem, completion: str, mode: PromptMode) -> str:
+def build_program(problem: Problem, completion: str, mode: PromptMode, prompt_text: str = "") -> str:
+    """`prompt_text` is the text the model continued (template mode: where the answer's code starts)."""
     if mode == "completion":
         program = problem.prompt + completion
     else:
-        code = extract_code(completion)
+        code = code_of_answer(prompt_text, completion).code if mode == "template" else extract_code(completion)
         defines = re.search(rf"^def\s+{re.escape(problem.entry_point)}\s*\(", code, re.MULTILINE)
         program = f"{problem.prompt}\n{code}" if defines else problem.prompt + code
     return f"{program}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
 
 
 def task_text(problem: Problem, mode: PromptMode) -> str:
-    return problem.prompt if mode == "completion" else CHAT_INSTRUCTION.format(prompt=problem.prompt.strip())
+    if mode == "chat":
+        return CHAT_INSTRUCTION.format(prompt=problem.prompt.strip())
+    return problem.prompt if mode == "completion" else problem.prompt.strip()
+
+
+def framed_prompt(pipeline: Pipeline, model: str, problem: Problem, mode: PromptMode) -> str:
+    """In template mode, the text the model continues (the task inside its completion_template)."""
+    if mode != "template":
+        return ""
+    return pipeline.loaded.model(model).completion_template.format(task=task_text(problem, mode))
 
 
 def solve(pipeline: Pipeline, model: str, mode: PromptMode, problem: Problem, options: RequestOptions,
@@ -136,7 +153,8 @@ def solve(pipeline: Pipeline, model: str, mode: PromptMode, problem: Problem, op
         return ProblemResult(problem.task_id, False, f"generation failed: {exc}", "", None, None, None,
                              round(time.perf_counter() - started, 3), 0.0)
     generate_s = round(time.perf_counter() - started, 3)
-    run = run_python(build_program(problem, generated.text, mode), limits, isolation=isolation, cancel=cancel)
+    program = build_program(problem, generated.text, mode, framed_prompt(pipeline, model, problem, mode))
+    run = run_python(program, limits, isolation=isolation, cancel=cancel)
     reason = run.reason
     if generated.finish_reason in ("timeout", "cancelled") and not run.ok:
         reason = f"generation {generated.finish_reason}; {reason}"

@@ -47,6 +47,30 @@ def test_build_program_runs_the_official_check(mode: str, completion: str, passe
     assert run_python(program).ok is passes
 
 
+TEMPLATE_PROMPT = "Write Python code for: def double(x): ...\n\nCode:\n```python\n"
+
+
+@pytest.mark.parametrize(("completion", "passes"), [
+    ("def double(x):\n    return 2 * x\n```\nThis doubles x.", True),  # the code ends at the fence
+    ("    return 2 * x\n", True),  # only the body: appended to the prompt
+    ("def double(x):\n    return x\n```", False),
+])
+def test_template_mode_takes_the_code_inside_the_fence_the_prompt_opened(completion: str, passes: bool) -> None:
+    program = build_program(PROBLEM, completion, "template", TEMPLATE_PROMPT)
+    assert "This doubles" not in program
+    assert run_python(program).ok is passes
+
+
+@pytest.mark.slow
+def test_template_mode_uses_the_configured_completion_template(tmp_path: Path) -> None:
+    config = small_routed_config(tmp_path / "config.json")
+    result = invoke("--limit", "1", "--route", "algorithm", "--prompt", "template", "--max-tokens", "48",
+                    "-c", str(config), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["prompt_mode"] == "template"
+
+
+
 @pytest.mark.slow
 def test_humaneval_limit_2_real_run(tmp_path: Path) -> None:
     config = small_routed_config(tmp_path / "config.json")
@@ -62,7 +86,7 @@ def test_humaneval_limit_2_real_run(tmp_path: Path) -> None:
     assert [p["task_id"] for p in problems] == ["HumanEval/0", "HumanEval/1"]
     for p in problems:
         assert isinstance(p["passed"], bool) and p["completion"]
-        assert p["completion_tokens"] > 0 and p["finish_reason"] in ("stop", "length")
+        assert p["completion_tokens"] > 0 and p["finish_reason"] in ("stop", "length", "repetition")
         assert p["passed"] or p["reason"]  # a failure always says why
 
 
@@ -109,7 +133,7 @@ def test_missing_bwrap_exits_2_before_any_model_loads(monkeypatch: pytest.Monkey
     (["--route", "nope"], "unknown route 'nope': the routes are coder, algorithm"),
     (["--route", "coder", "--model", "coder"], "give --route or --model, not both"),
     (["--model", "gpt"], "unknown model 'gpt'"),
-    (["--prompt", "both"], "--prompt must be auto, chat or completion"),
+    (["--prompt", "both"], "--prompt must be auto, completion, template, chat"),
     (["--route", "algorithm", "--prompt", "chat"], "model 'algorithm' has no chat template"),
 ])
 def test_bad_options_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
