@@ -4,18 +4,20 @@ real-model check that evicting a model gives its memory back."""
 from __future__ import annotations
 
 import math
+import threading
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from ggroute.core.errors import OverBudgetError, PoolBusyError
+from ggroute.core.errors import ModelLoadError, OverBudgetError, PoolBusyError
 from ggroute.models.backend import Backend
 from ggroute.models.catalog import ModelCatalog, ModelSpec
 from ggroute.models.config import GEMMA3_PATH, SMOLLM2_PATH, load_config
 from ggroute.models.generate import Generation
 from ggroute.models.llamacpp.model import load_llama_model
-from ggroute.models.pool import ModelPool
+from ggroute.models.pool import Lease, ModelPool
 from tests.fakes import ScriptedLoader
 
 MB = 1_000_000
@@ -221,3 +223,109 @@ def test_evicting_a_real_model_returns_its_memory(write_config, tmp_path: Path) 
     drop = peak - rss_at_load["coder"]
     assert drop > 0.6 * (gemma.weight_bytes + gemma.kv_bytes), f"RSS fell by only {drop / MB:.0f} MB"
     assert after < peak
+
+
+def test_concurrent_requests_for_an_unloaded_model_load_it_once(two_fit) -> None:
+    """The load runs outside the pool's lock; a second request for the same model waits for it, not loads again."""
+    catalog, inner = two_fit
+    started, release = threading.Event(), threading.Event()
+
+    def slow_loader(spec: ModelSpec) -> Backend:
+        started.set()
+        release.wait(10)
+        return inner(spec)
+
+    pool = ModelPool(catalog, slow_loader)
+    leases: list[Lease] = []
+
+    def take() -> None:
+        with pool.acquire("a") as lease:
+            leases.append(lease)
+
+    threads = [threading.Thread(target=take) for _ in range(3)]
+    threads[0].start()
+    assert started.wait(5)
+    for thread in threads[1:]:
+        thread.start()
+    assert pool.status() == {"a": (False, 0, True)}  # loading, the others wait for that load
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert inner.loads() == ["a"] and len(leases) == 3
+    assert sorted(lease.load_s is None for lease in leases) == [False, True, True]  # one paid the load
+    assert pool.status() == {"a": (True, 0, False)}
+
+
+def test_a_failed_load_fails_the_requests_that_waited_for_it(two_fit) -> None:
+    catalog, _ = two_fit
+    release = threading.Event()
+    calls: list[str] = []
+
+    def failing_loader(spec: ModelSpec) -> Backend:
+        calls.append(spec.name)
+        release.wait(10)
+        raise ModelLoadError(f"cannot load '{spec.name}'")
+
+    pool = ModelPool(catalog, failing_loader)
+    errors: list[Exception] = []
+
+    def take() -> None:
+        try:
+            with pool.acquire("a"):
+                pass
+        except ModelLoadError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    assert wait_for(lambda: "a" in pool._loading and pool._loading["a"].waiters == 1)  # one loads, one waits
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert calls == ["a"] and len(errors) == 2 and pool.status() == {}
+    assert pool.used_bytes() == 0  # the reservation is gone
+
+
+def test_a_model_with_queued_requests_is_not_evicted(two_fit) -> None:
+    catalog, loader = two_fit
+    pool = ModelPool(catalog, loader)
+    for name in ("a", "b"):
+        with pool.acquire(name):
+            pass
+    with pool.expect("a"):  # a request waits for a (idle, least recently used)
+        with pool.acquire("c") as lease:
+            assert lease.evicted == ["b"]
+        with pool.acquire("c"), pytest.raises(PoolBusyError, match=r"awaiting or loading requests \(a, c\)"), \
+                pool.acquire("d"):
+            pass
+    with pool.acquire("d") as lease:  # nobody waits for a any more
+        assert lease.evicted == ["a"]
+
+
+def test_victims_are_closed_outside_the_lock_before_the_load(two_fit) -> None:
+    catalog, loader = two_fit
+    pool = ModelPool(catalog, loader)
+    for name in ("a", "b"):
+        with pool.acquire(name):
+            pass
+    original_close = loader.models["a"][0].close
+
+    def close_checking_the_lock() -> None:
+        assert pool._lock.acquire(timeout=1), "close() ran under the pool's lock"
+        pool._lock.release()
+        original_close()
+
+    loader.models["a"][0].close = close_checking_the_lock  # type: ignore[method-assign]
+    with pool.acquire("c") as lease:
+        assert lease.evicted == ["a"]
+    assert loader.events[-2:] == [("close", "a"), ("load", "c")]
+
+
+def wait_for(check, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.005)
+    return bool(check())

@@ -187,8 +187,6 @@ def test_a_config_without_router_section_routes_nothing(make_pipeline) -> None:
     assert loader.loads() == ["coder"]
 
 
-@pytest.mark.xfail(strict=True, reason="models/pool.py ModelPool._checkout calls the loader while holding the pool "
-                   "lock, so every request waits for any load in progress (DESIGN.md: 'no global lock while loading')")
 def test_a_loaded_model_serves_requests_while_another_model_loads(write_config, tmp_path: Path,
                                                                    cached_headers: None) -> None:
     inner = scripted_loader()
