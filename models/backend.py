@@ -4,7 +4,8 @@ A backend is one loaded model. The pool, the pipeline and the faces talk only to
 llama.cpp model (models/llamacpp/), a remote OpenAI-compatible engine and the scripted fake in the tests plug
 in the same way.
 
-`Backend` (every model): turn a task into a `Prompt`, then `stream()` events for it:
+`Backend` (every model): turn a task (or a conversation, or raw text) into a `Prompt`, then `stream()` events
+for it:
 
     PromptEvaluated(cached_tokens)     once, when the prompt is in the context
     TextChunk(text, tokens)            per sampled token (or per chunk of tokens for a remote engine)
@@ -19,10 +20,10 @@ stream without `EndOfText`. Engine failures raise `GenerationError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,6 +40,31 @@ class Prompt:
     text: str
     tokens: list[int]
     stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a conversation (the server's chat requests); "system" messages come first."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """Messages for the model's chat template (a model without one reads them as text: see its prepare)."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
+class RawText:
+    """Text the model reads as it is, no template around it (the server's /v1/completions)."""
+
+    text: str
+
+
+TaskInput = str | Conversation | RawText  # a plain task is rendered like a one-message conversation
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,14 @@ class Backend(Protocol):
 
     def prepare(self, task: str) -> Prompt:
         """Render the task with the model's chat or completion template and tokenize it."""
+        ...
+
+    def prepare_conversation(self, messages: Sequence[Message]) -> Prompt:
+        """Render messages with the model's chat template (its system_prompt when none is a system message)."""
+        ...
+
+    def prepare_raw(self, text: str) -> Prompt:
+        """Tokenize `text` as it is (a BOS token first when the model wants one)."""
         ...
 
     def stream(self, prompt: Prompt, max_tokens: int, sampling: Sampling, should_stop: StopCheck) -> EventStream:
@@ -129,6 +163,15 @@ class ScoringModel(Protocol):
     def state_identity(self) -> tuple[object, ...]:
         """Everything a saved state depends on besides the tokens: file, engine version, context settings."""
         ...
+
+
+def prepare_input(model: Backend, task: TaskInput) -> Prompt:
+    """The prompt for any kind of task input."""
+    if isinstance(task, Conversation):
+        return model.prepare_conversation(task.messages)
+    if isinstance(task, RawText):
+        return model.prepare_raw(task.text)
+    return model.prepare(task)
 
 
 class DecodeAborted(Exception):

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from ggroute.core.code import CodeEndWatch
 from ggroute.core.errors import GenerationError, PromptTooLongError
 from ggroute.core.tasks import validate_task
-from ggroute.models.backend import Backend, EndOfText, PromptEvaluated
+from ggroute.core.text import repair_text
+from ggroute.models.backend import (
+    Backend,
+    Conversation,
+    EndOfText,
+    Message,
+    PromptEvaluated,
+    RawText,
+    TaskInput,
+    prepare_input,
+)
 from ggroute.models.loop_guard import Loop, LoopGuard
 from ggroute.models.metrics import FinishReason, GenerationResult, Limits, Repetition, Timings, Usage, rate
 from ggroute.models.sampling import Sampling
@@ -29,7 +39,17 @@ class RequestOptions:
     timeout_s: float | None = None
     temperature: float | None = None
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # stop strings in addition to the model's
     stop_after_code: bool = False  # stop once the answer's Python code block has closed (see core/code.py)
+
+
+def validate_input(task: TaskInput) -> TaskInput:
+    """`validate_task` for every kind of input: text made UTF-8-safe, an empty task or text a UsageError."""
+    if isinstance(task, Conversation):
+        return Conversation(tuple(Message(m.role, repair_text(m.content)[0]) for m in task.messages))
+    if isinstance(task, RawText):
+        return RawText(validate_task(task.text))
+    return validate_task(task)
 
 
 class StopScanner:
@@ -72,7 +92,7 @@ class Generation:
     def __init__(
         self,
         model: Backend,
-        task: str,
+        task: TaskInput,
         options: RequestOptions | None = None,
         *,
         cancel: threading.Event | None = None,
@@ -81,21 +101,21 @@ class Generation:
         evicted: list[str] | None = None,
     ) -> None:
         self.model = model
-        self.task = validate_task(task)
+        self.task = validate_input(task)
         settings = model.spec.settings
         options = options or RequestOptions()
         self.started = started if started is not None else time.perf_counter()
         self.cancel = cancel or threading.Event()
         self.load_s = load_s
         self.evicted = evicted or []
-        self.prompt = model.prepare(self.task)
+        self.prompt = prepare_input(model, self.task)
         self.sampling = Sampling.of(settings).with_overrides(options.temperature, options.seed)
         self.stop_after_code = options.stop_after_code
         self.limits = Limits(
             max_tokens=options.max_tokens or settings.max_tokens,
             timeout_s=options.timeout_s or settings.timeout_s,
             context_size=settings.context_size,
-            stop=list(dict.fromkeys([*settings.stop, *self.prompt.stop])),
+            stop=list(dict.fromkeys([*settings.stop, *self.prompt.stop, *options.stop])),
         )
         if len(self.prompt.tokens) >= settings.context_size:
             raise PromptTooLongError(model.spec.name, len(self.prompt.tokens), settings.context_size)

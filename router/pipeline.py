@@ -9,10 +9,10 @@ from contextlib import contextmanager
 
 from ggroute.core.errors import ConfigError
 from ggroute.core.tasks import validate_task
-from ggroute.models.backend import Loader
+from ggroute.models.backend import Loader, TaskInput
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import LoadedConfig
-from ggroute.models.generate import Generation, RequestOptions
+from ggroute.models.generate import Generation, RequestOptions, validate_input
 from ggroute.models.pool import ModelPool
 from ggroute.router.request_log import RequestLog
 from ggroute.router.routing import RouteOutcome, Router
@@ -70,7 +70,7 @@ class Pipeline:
     def generate(
         self,
         model_name: str,
-        task: str,
+        task: TaskInput,
         options: RequestOptions | None = None,
         *,
         cancel: threading.Event | None = None,
@@ -79,7 +79,7 @@ class Pipeline:
     ) -> Iterator[Generation]:
         """Lease `model_name` and yield a Generation to iterate; the request is logged when it ends."""
         started = started if started is not None else time.perf_counter()
-        task = validate_task(task)
+        task = validate_input(task)
         self.catalog.loaded.model(model_name)  # unknown name: error before anything loads
         self.check_log()
         with self.pool.acquire(model_name) as lease:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ggroute.core.errors import GenerationError
-from ggroute.models.backend import EndOfText, EventStream, Prompt, PromptEvaluated, StopCheck, TextChunk
+from ggroute.models.backend import EndOfText, EventStream, Message, Prompt, PromptEvaluated, StopCheck, TextChunk
 from ggroute.models.catalog import ModelCatalog, ModelSpec
 from ggroute.models.config import SMOLLM2_PATH, parse_config
 from ggroute.models.sampling import Sampling
@@ -126,6 +126,16 @@ class ScriptedBackend:
         task.encode("utf-8")  # as a real tokenizer's input must: text with lone surrogates fails here, as there
         self.prepared.append(task)
         text = self._spec.settings.completion_template.format(task=task)
+        count = self.script.prompt_tokens if self.script.prompt_tokens is not None else len(text.split())
+        return Prompt(text=text, tokens=list(range(count)), stop=self.script.stop)
+
+    def prepare_conversation(self, messages: Sequence[Message]) -> Prompt:
+        """Like a model without a chat template: the messages' texts, one paragraph each, as the task."""
+        return self.prepare("\n\n".join(m.content for m in messages))
+
+    def prepare_raw(self, text: str) -> Prompt:
+        text.encode("utf-8")
+        self.prepared.append(text)
         count = self.script.prompt_tokens if self.script.prompt_tokens is not None else len(text.split())
         return Prompt(text=text, tokens=list(range(count)), stop=self.script.stop)
 

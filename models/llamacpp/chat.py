@@ -1,11 +1,13 @@
-"""Turn a task into prompt tokens: the GGUF chat template when the model has one, else the config's template."""
+"""Turn a task or a conversation into prompt tokens: the GGUF chat template when the model has one, else the
+config's completion template (a conversation's messages then become the task, one paragraph each)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from ggroute.core.errors import ConfigError
-from ggroute.models.backend import Prompt
+from ggroute.models.backend import Message, Prompt
 
 if TYPE_CHECKING:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -24,13 +26,24 @@ def prompt_kind(model: LlamaModel) -> PromptKind:
 
 
 def prepare_prompt(model: LlamaModel, task: str) -> Prompt:
+    return prepare_conversation(model, [Message("user", task)])
+
+
+def prepare_raw(model: LlamaModel, text: str) -> Prompt:
+    return Prompt(text, model.tokenize(text, add_bos=True, special=False))
+
+
+def prepare_conversation(model: LlamaModel, conversation: Sequence[Message]) -> Prompt:
     settings = model.spec.settings
     if prompt_kind(model) == "completion":
+        task = "\n\n".join(m.content for m in conversation)
         text = settings.completion_template.replace("{task}", task)
         return Prompt(text, model.tokenize(text, add_bos=True, special=False))
     formatter = _chat_formatter(model)
-    messages: list[ChatCompletionRequestMessage] = [{"role": "user", "content": task}]
-    if settings.system_prompt:
+    messages: list[ChatCompletionRequestMessage] = [
+        {"role": m.role, "content": m.content} for m in conversation  # type: ignore[misc]
+    ]
+    if settings.system_prompt and not any(m.role == "system" for m in conversation):
         messages.insert(0, {"role": "system", "content": settings.system_prompt})
     rendered = formatter(messages=messages)
     # The template writes BOS itself when the model wants one (added_special).

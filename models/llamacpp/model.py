@@ -7,7 +7,7 @@ import contextlib
 import ctypes
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,13 +19,14 @@ from ggroute.models.backend import (
     DecodeAborted,
     EndOfText,
     EventStream,
+    Message,
     Prompt,
     PromptEvaluated,
     StopCheck,
     TextChunk,
 )
 from ggroute.models.catalog import ModelSpec
-from ggroute.models.llamacpp.chat import prepare_prompt
+from ggroute.models.llamacpp.chat import prepare_conversation, prepare_prompt, prepare_raw
 from ggroute.models.llamacpp.dry import DryHook
 from ggroute.models.llamacpp.runtime import GGML_TYPES, available_cores, engine_version, route_llama_logs_to_logging
 from ggroute.models.sampling import Sampling
@@ -125,6 +126,12 @@ class LlamaModel:
 
     def prepare(self, task: str) -> Prompt:
         return prepare_prompt(self, task)
+
+    def prepare_conversation(self, messages: Sequence[Message]) -> Prompt:
+        return prepare_conversation(self, messages)
+
+    def prepare_raw(self, text: str) -> Prompt:
+        return prepare_raw(self, text)
 
     def _reused_prefix(self, tokens: list[int]) -> int:
         """Prompt tokens llama-cpp-python's generate() takes from the KV cache instead of evaluating.
