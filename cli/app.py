@@ -18,6 +18,7 @@ from ggroute.cli import (
     generate_commands,
     router_commands,
     routing_commands,
+    serve_commands,
     suite_commands,
 )
 from ggroute.cli.common import err, fail, harden_stdio
@@ -30,6 +31,7 @@ app.command()(generate_commands.generate)
 app.command()(bench_commands.bench)
 app.command()(routing_commands.route)
 app.command()(routing_commands.run)
+app.command()(serve_commands.serve)
 
 config_app = typer.Typer(no_args_is_help=True, help="Inspect config.json.")
 config_app.command("check")(config_commands.config_check)

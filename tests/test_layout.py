@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "models", "router", "evals", "cli")
+PACKAGES = ("core", "models", "router", "evals", "server", "cli")
 # What each package may import from ggroute (itself always allowed). docs/architecture.md shows the same map.
 ALLOWED = {
     "core": set(),
     "models": {"core"},
     "router": {"core", "models"},
     "evals": {"core", "models", "router"},
-    "cli": {"core", "models", "router", "evals"},
+    "server": {"core", "models", "router"},
+    "cli": {"core", "models", "router", "evals", "server"},
 }
 LLAMA_CPP_HOME = "ggroute.models.llamacpp"
 

@@ -1,0 +1,28 @@
+"""`ggroute serve`: the OpenAI-compatible server (the server package; docs/server.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ggroute.cli.common import ConfigOption, err, guarded
+from ggroute.models.config import load_config
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; the default answers this machine only.")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8080,
+    config: ConfigOption = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level: debug, info, warning, error.")] = "info",
+) -> None:
+    """Serve the OpenAI API on local models: "model": "auto" routes each request. Ctrl+C stops it (exit 0)."""
+    loaded = guarded(lambda: load_config(config))
+    from ggroute.server.run import serve as run_server
+
+    def ready(url: str) -> None:
+        err.print(f"ggroute serve: listening on {url} (status page {url}/, API {url}/v1); Ctrl+C stops",
+                  soft_wrap=True)
+
+    guarded(lambda: run_server(loaded, host, port, ready=ready, log_level=log_level))

@@ -1,0 +1,1 @@
+"""`ggroute serve`: the OpenAI-compatible HTTP face (docs/server.md). Importing it starts nothing."""
