@@ -291,10 +291,13 @@ class Service:
                 "models": rows}
 
     def unload(self, name: str) -> dict[str, object]:
+        """Close an idle model now; 409 when a request holds it, it is loading, or requests wait for it."""
         if name not in self.queues:
             raise unknown_model(name, self.pipeline.catalog.names)
-        if self.queues[name].busy:
-            raise ApiError(409, f"model '{name}' is serving a request: unload it when it is idle", code="model_busy")
+        _, holders, loading = self.pipeline.pool.status().get(name, (False, 0, False))
+        if holders or loading or self.queues[name].waiting:
+            raise ApiError(409, f"model '{name}' is serving, loading or awaited by requests: unload it when it is "
+                           "idle", code="model_busy")
         return {"model": name, "unloaded": self.pipeline.pool.unload(name)}
 
     def begin_shutdown(self) -> None:

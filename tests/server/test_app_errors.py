@@ -218,3 +218,53 @@ def test_a_failing_model_is_500_in_the_openai_shape(make_client: Callable[..., A
 
     _run(check())
 
+
+
+def test_models_status_and_unload(make_client: Callable[..., Any]) -> None:
+    async def check() -> None:
+        async with make_client() as client:
+            status = (await client.get("/ggroute/models")).json()
+            assert status["memory_budget_bytes"] == 8000 * 1_000_000 and status["used_bytes"] == 0
+            coder = next(m for m in status["models"] if m["name"] == "coder")
+            assert coder["loaded"] is False and coder["busy"] is False and coder["queued"] == 0
+            assert coder["estimate_bytes"] > 0 and coder["context_size"] == 1024
+            assert (await client.post("/v1/chat/completions", json=GOOD)).status_code == 200
+            status = (await client.get("/ggroute/models")).json()
+            assert next(m for m in status["models"] if m["name"] == "coder")["loaded"] is True
+            assert status["used_bytes"] > 0
+            unloaded = await client.post("/ggroute/models/coder/unload")
+            assert unloaded.json() == {"model": "coder", "unloaded": True}
+            again = await client.post("/ggroute/models/coder/unload")
+            assert again.json() == {"model": "coder", "unloaded": False}  # not loaded: nothing to do
+            error = await _expect(client, 404, path="/ggroute/models/nope/unload", content=b"")
+            assert error["code"] == "model_not_found"
+            listed = (await client.get("/v1/models")).json()
+            assert [m["id"] for m in listed["data"]] == ["coder", "algorithm"]  # no router: no auto
+
+    _run(check())
+
+
+def test_shutdown_answers_queued_requests_503_and_cancels_the_running_one(make_client: Callable[..., Any]) -> None:
+    slow = Script(pieces=("a",), repeat=True, token_delay_s=0.01)
+
+    async def check() -> None:
+        async with make_client(script=slow, queue_size=2) as client:
+            service = client._transport.app.state.service  # type: ignore[attr-defined]
+            running = asyncio.ensure_future(client.post("/v1/chat/completions", json={**GOOD, "max_tokens": 32}))
+            await asyncio.sleep(0.1)
+            waiting = asyncio.ensure_future(client.post("/v1/chat/completions", json=GOOD))
+            await asyncio.sleep(0.1)
+            busy = await client.post("/ggroute/models/coder/unload")
+            assert busy.status_code == 409 and busy.json()["error"]["code"] == "model_busy"
+            status = (await client.get("/ggroute/models")).json()
+            assert next(m for m in status["models"] if m["name"] == "coder")["queued"] == 1
+            service.begin_shutdown()
+            refused, cancelled = await waiting, await running
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+            assert cancelled.status_code == 200
+            assert cancelled.json()["choices"][0]["finish_reason"] == "cancelled"
+            late = await client.post("/v1/chat/completions", json=GOOD)
+            assert late.status_code == 503
+            assert (await client.get("/health")).json() == {"status": "shutting_down"}
+
+    _run(check())

@@ -136,27 +136,25 @@ def test_full_queue_is_429_and_a_disconnect_frees_the_model(served: ServerProces
     """A long stream holds the coder; one request waits (queue_size 1); the next is refused with 429 and
     Retry-After. Closing the stream stops its generation: the waiting request is served at once."""
     before = len(served.log_lines())
-    body = {"model": "coder", "prompt": COUNTING, "max_tokens": 400, "stream": True}
     client = openai_client(served)
     queued: dict[str, Any] = {}
 
     def wait_in_queue() -> None:
         queued["response"] = client.completions.create(model="coder", prompt="x =", max_tokens=2)
 
+    stream = client.completions.create(model="coder", prompt=COUNTING, max_tokens=400, stream=True)
+    chunks = iter(stream)
+    for _ in range(3):  # the generation is under way
+        next(chunks)
+    waiter = threading.Thread(target=wait_in_queue)
+    waiter.start()
     with httpx.Client(timeout=60) as http:
-        with http.stream("POST", served.url + "/v1/completions", json=body) as stream:
-            lines = stream.iter_lines()
-            seen = 0
-            while seen < 3:  # the generation is under way
-                seen += next(lines).startswith("data: ")
-            waiter = threading.Thread(target=wait_in_queue)
-            waiter.start()
-            assert wait_until(lambda: _coder(http, served)["queued"] == 1)
-            with pytest.raises(openai.RateLimitError) as info:
-                client.completions.create(model="coder", prompt="x =", max_tokens=2)
-            assert int(info.value.response.headers["retry-after"]) >= 1
-            assert info.value.body["code"] == "queue_full"  # type: ignore[index]
-        # The stream is closed here, long before 400 tokens.
+        assert wait_until(lambda: _coder(http, served)["queued"] == 1)
+        with pytest.raises(openai.RateLimitError) as info:
+            client.completions.create(model="coder", prompt="x =", max_tokens=2)
+        assert int(info.value.response.headers["retry-after"]) >= 1
+        assert info.value.body["code"] == "queue_full"  # type: ignore[index]
+        stream.close()  # the client leaves, long before 400 tokens
         waiter.join(30)
         assert "response" in queued and queued["response"].choices[0].text is not None
         assert _ggroute(queued["response"])["queue_wait_s"] > 0
@@ -164,6 +162,7 @@ def test_full_queue_is_429_and_a_disconnect_frees_the_model(served: ServerProces
     lines_logged = served.log_lines()[before:]
     cancelled = [line for line in lines_logged if line["finish_reason"] == "cancelled"]
     assert len(cancelled) == 1 and cancelled[0]["usage"]["completion_tokens"] < 400
+    assert cancelled[0]["stream"] is True and lines_logged[-1]["queue_wait_s"] > 0
 
 
 def _coder(http: httpx.Client, served: ServerProcess) -> dict[str, Any]:
