@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ggroute.models.backend import Backend
+from ggroute.models.catalog import ModelSpec
 from ggroute.models.config import load_config
 from ggroute.server.app import create_app
 from ggroute.server.service import Service
@@ -268,3 +271,38 @@ def test_shutdown_answers_queued_requests_503_and_cancels_the_running_one(make_c
             assert (await client.get("/health")).json() == {"status": "shutting_down"}
 
     _run(check())
+
+
+def test_a_model_loading_does_not_hold_up_requests_to_a_loaded_one(
+        write_config: Callable[..., Path], cached_headers: None) -> None:
+    inner = ScriptedLoader()
+    loading, release = threading.Event(), threading.Event()
+
+    def slow_loader(spec: ModelSpec) -> Backend:
+        if spec.name == "algorithm":
+            loading.set()
+            release.wait(10)  # a load taking seconds
+        return inner(spec)
+
+    service = Service(load_config(write_config(small_config())), slow_loader)
+
+    async def check() -> None:
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.post("/v1/chat/completions", json=GOOD)).status_code == 200  # coder loaded
+            slow = asyncio.ensure_future(client.post("/v1/chat/completions", json={**GOOD, "model": "algorithm"}))
+            while not loading.is_set():
+                await asyncio.sleep(0.01)
+            status = (await client.get("/ggroute/models")).json()
+            assert next(m for m in status["models"] if m["name"] == "algorithm")["loading"] is True
+            served = await asyncio.wait_for(client.post("/v1/chat/completions", json=GOOD), 5)
+            assert served.status_code == 200 and not slow.done()
+            release.set()
+            assert (await slow).status_code == 200
+
+    try:
+        _run(check())
+    finally:
+        release.set()
+        service.close()
+    assert inner.loads() == ["coder", "algorithm"]
