@@ -248,7 +248,7 @@ def test_models_status_and_unload(make_client: Callable[..., Any]) -> None:
 
 
 def test_shutdown_answers_queued_requests_503_and_cancels_the_running_one(make_client: Callable[..., Any]) -> None:
-    slow = Script(pieces=("a",), repeat=True, token_delay_s=0.01)
+    slow = Script(pieces=("a",), repeat=True, token_delay_s=0.1)  # 32 tokens: 3.2 s, cancelled long before
 
     async def check() -> None:
         async with make_client(script=slow, queue_size=2) as client:
