@@ -1,4 +1,9 @@
-"""The models a config defines: their files, GGUF facts and memory plans, looked up lazily and cached."""
+"""The models a config defines: their files, GGUF facts and memory plans, looked up lazily and cached.
+
+A local model (backend llama.cpp) is a `ModelSpec`; a remote one (backend openai) a `RemoteSpec`: no file, no
+memory plan, it takes nothing from memory_budget_mb. `spec()` is for local models only (the router, bench, the
+memory plan need a GGUF file); `entry()` gives either kind (the pool and generation).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,26 @@ class ModelSpec:
     path: Path
     info: GGUFInfo
     plan: ModelPlan
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """A model served by an OpenAI-compatible server: where it is and its settings (validated: base_url and model
+    are set)."""
+
+    name: str
+    settings: ModelConfig
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url or ""
+
+    @property
+    def upstream_model(self) -> str:
+        return self.settings.model or ""
+
+
+AnySpec = ModelSpec | RemoteSpec
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,20 @@ class ModelCatalog:
         return list(self.loaded.config.models)
 
     @property
+    def local_names(self) -> list[str]:
+        return [n for n, m in self.loaded.config.models.items() if not m.is_remote]
+
+    def is_remote(self, name: str) -> bool:
+        return self.loaded.model(name).is_remote
+
+    def entry(self, name: str) -> AnySpec:
+        """The model `name`, local or remote."""
+        settings = self.loaded.model(name)
+        if settings.is_remote:
+            return RemoteSpec(name, settings)
+        return self.spec(name)
+
+    @property
     def budget_bytes(self) -> int:
         return self.loaded.config.memory_budget_mb * MB
 
@@ -74,10 +113,14 @@ class ModelCatalog:
         return info
 
     def spec(self, name: str) -> ModelSpec:
+        """A local model's file, header facts and memory plan; a UsageError for a remote model, which has none."""
         cached = self._specs.get(name)
         if cached is not None:
             return cached
         settings = self.loaded.model(name)
+        if settings.is_remote:
+            raise UsageError(f"model '{name}' is remote (backend {settings.backend} at {settings.base_url}): it has "
+                             "no GGUF file or memory plan; this needs a local model")
         path = self.path_of(name)
         info = self._info(path)
         problem = key_type_problem(info, settings.cache_type_k)
@@ -100,10 +143,10 @@ class ModelCatalog:
         return ModelSpec(name, settings, path, info, _plan(name, info, settings))
 
     def budget_plan(self) -> BudgetPlan:
-        """All models loaded at once, weights of a shared file counted once."""
+        """All local models loaded at once, weights of a shared file counted once (remote ones take nothing)."""
         plans: list[ModelPlan] = []
         first_user: dict[str, str] = {}
-        for name in self.names:
+        for name in self.local_names:
             plan = self.spec(name).plan
             owner = first_user.setdefault(plan.path, name)
             if owner != name:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -28,6 +30,16 @@ log = logging.getLogger("ggroute.config")
 DEFAULT_PATH_BY_ROLE = {"router": SMOLLM2_PATH, "coder": SMOLLM2_PATH, "algorithm": GEMMA3_PATH}
 WeightsType = Literal["bf16", "f16", "q8_0"]
 CacheType = Literal["f16", "bf16", "f32", "q8_0", "q4_0"]
+BackendName = Literal["llama.cpp", "openai"]
+# Settings a remote (backend "openai") model cannot use: they configure the local llama.cpp engine, or sampling
+# the OpenAI API has no field for. The engine behind base_url has its own.
+LOCAL_ONLY_FIELDS = (
+    "path", "n_threads", "n_batch", "n_gpu_layers", "weights_type", "cache_type_k", "swa_full", "rpc_servers",
+    "pinned", "top_k", "min_p", "repeat_penalty", "repeat_last_n", "dry_multiplier", "dry_base",
+    "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers",
+)
+REMOTE_ONLY_FIELDS = ("base_url", "model", "api_key_env", "connect_timeout_s", "read_timeout_s")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class LoopGuardConfig(StrictModel):
@@ -124,6 +136,35 @@ class ModelConfig(StrictModel):
         default_factory=LoopGuardConfig,
         description="Stop degenerate repetition while generating; the repeats are dropped from the text.",
     )
+    rpc_servers: list[str] = Field(
+        default_factory=list,
+        description="llama.cpp RPC servers (`HOST:PORT`, started with llama.cpp's rpc-server) that hold some of "
+        "this model's layers; passed to llama-cpp-python, which must be built with GGML_RPC (docs/scaling.md).",
+    )
+    backend: BackendName = Field(
+        "llama.cpp",
+        description="`llama.cpp`: the GGUF file, loaded in this process. `openai`: an OpenAI-compatible server "
+        "(llama-server, vLLM, llama-cpp-python's server, ...) at base_url; takes no memory budget (docs/remote.md).",
+    )
+    base_url: str | None = Field(
+        None, description="backend openai: the API root, e.g. `http://gpu-host:8000/v1` (http or https)."
+    )
+    model: str | None = Field(None, min_length=1, description="backend openai: the model name the server knows.")
+    api_key_env: str | None = Field(
+        None,
+        description="backend openai: the NAME of the environment variable that holds the API key (never the key "
+        "itself); unset: no key is sent.",
+    )
+    connect_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="backend openai: longest wait to connect to the server."
+    )
+    read_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="backend openai: longest silence from the server (before the first token, or between two); "
+        "longer is an error. timeout_s still bounds the whole request.",
+    )
 
     @field_validator("completion_template")
     @classmethod
@@ -139,11 +180,82 @@ class ModelConfig(StrictModel):
             raise ValueError("stop strings must not be empty")
         return value
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, such as http://gpu-host:8000/v1")
+        if parts.username or parts.password:
+            raise ValueError("must not hold credentials: put the key in an environment variable named by api_key_env")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment: give the API root, such as http://gpu-host:8000/v1")
+        try:
+            parts.port  # noqa: B018 (an out-of-range port raises here)
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        return value.strip().rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError(
+                "must be the name of an environment variable (letters, digits, _), not the key itself: "
+                "export MY_KEY=... and write \"api_key_env\": \"MY_KEY\""
+            )
+        return value
+
+    @field_validator("rpc_servers")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for server in value:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or "/" in server or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"'{server}' is not HOST:PORT (such as 192.168.1.20:50052; no scheme, port 1-65535)")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a server twice")
+        return value
+
+    def _not_default(self, names: tuple[str, ...]) -> list[str]:
+        fields = type(self).model_fields
+        return [f for f in names if getattr(self, f) != fields[f].get_default(call_default_factory=True)]
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> ModelConfig:
+        if self.backend == "openai":
+            missing = [f for f in ("base_url", "model") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"backend openai needs {' and '.join(missing)} (the server's API root and the "
+                                 "model name it knows)")
+            wrong = self._not_default(LOCAL_ONLY_FIELDS)
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)}: only for backend llama.cpp (a local GGUF model); the server "
+                                 "behind base_url has its own settings: remove them")
+        else:
+            wrong = self._not_default(REMOTE_ONLY_FIELDS)
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)}: only for backend openai; add \"backend\": \"openai\" for a "
+                                 "remote model, or remove them")
+        return self
+
+    @property
+    def is_remote(self) -> bool:
+        return self.backend != "llama.cpp"
+
 
 class RouteConfig(StrictModel):
     model: str = Field(..., description="Name of the model (a key of `models`) that runs this route.")
     description: str = Field(..., min_length=1, description="What kind of task belongs on this route.")
     examples: list[str] = Field(default_factory=list, description="Example tasks, used as few-shot examples.")
+    fallback: str | None = Field(
+        None,
+        description="Model that runs this route's request when its remote model's server is unreachable, fails "
+        "before the first token, or is over its queue (the reason goes into the result and the log). Never "
+        "after text was streamed; unset: such a failure is an error.",
+    )
 
 
 class CalibrationConfig(StrictModel):
@@ -233,17 +345,29 @@ class AppConfig(StrictModel):
     @model_validator(mode="after")
     def _references_exist(self) -> AppConfig:
         for name, model in self.models.items():
-            if model.path is None and name not in DEFAULT_PATH_BY_ROLE:
+            if model.path is None and not model.is_remote and name not in DEFAULT_PATH_BY_ROLE:
                 raise ValueError(f"model '{name}' has no path (only router, coder and algorithm have defaults)")
         if self.router is not None:
             known = ", ".join(self.models)
             if self.router.model not in self.models:
                 raise ValueError(f"router.model '{self.router.model}' is not a model in `models` ({known})")
+            if self.models[self.router.model].is_remote:
+                raise ValueError(f"router.model '{self.router.model}' is a remote model: the router reads a local "
+                                 "model's logits and hidden state, so it must be backend llama.cpp")
             for route_name, route in self.router.routes.items():
                 if route.model not in self.models:
                     raise ValueError(
                         f"route '{route_name}' names model '{route.model}', which is not in `models` ({known})"
                     )
+                if route.fallback is not None and route.fallback not in self.models:
+                    raise ValueError(f"route '{route_name}' names fallback '{route.fallback}', which is not in "
+                                     f"`models` ({known})")
+                if route.fallback == route.model:
+                    raise ValueError(f"route '{route_name}' names its own model '{route.model}' as its fallback: "
+                                     "name another model or remove fallback")
+                if route.fallback is not None and not self.models[route.model].is_remote:
+                    raise ValueError(f"route '{route_name}' has a fallback but its model '{route.model}' is local: "
+                                     "fallback covers a remote model's server only; remove it")
         return self
 
 

@@ -8,7 +8,7 @@ import ctypes
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -271,6 +271,29 @@ class LlamaModel:
                 s.swa_full, s.n_gpu_layers, s.cache_type_k)
 
 
+def rpc_arguments(spec: ModelSpec) -> dict[str, Any]:
+    """`rpc_servers` for `Llama()`, or a ModelLoadError when this llama-cpp-python cannot use them.
+
+    Checked first because `Llama()` takes **kwargs: a parameter it does not know would be dropped without a word,
+    and the model would run here alone.
+    """
+    servers = spec.settings.rpc_servers
+    if not servers:
+        return {}
+    import inspect
+
+    import llama_cpp
+
+    takes_it = "rpc_servers" in inspect.signature(llama_cpp.Llama.__init__).parameters
+    if not takes_it or not llama_cpp.llama_supports_rpc():
+        why = ("its Llama() has no rpc_servers parameter" if not takes_it
+               else "its llama.cpp was built without RPC (CMAKE_ARGS=-DGGML_RPC=on)")
+        raise ModelLoadError(f"model '{spec.name}' lists rpc_servers, but llama-cpp-python {engine_version()} "
+                             f"cannot use them: {why}. Remove rpc_servers, or install a llama-cpp-python that "
+                             "supports RPC (docs/scaling.md)")
+    return {"rpc_servers": ",".join(servers)}
+
+
 def load_llama_model(spec: ModelSpec) -> LlamaModel:
     """Load a model with its configured settings; the GGUF header was already checked by the catalog."""
     from llama_cpp import Llama
@@ -278,6 +301,7 @@ def load_llama_model(spec: ModelSpec) -> LlamaModel:
     route_llama_logs_to_logging()
     settings = spec.settings
     threads = settings.n_threads or available_cores()
+    extra = rpc_arguments(spec)
     started = time.perf_counter()
     try:
         llama = Llama(
@@ -293,6 +317,7 @@ def load_llama_model(spec: ModelSpec) -> LlamaModel:
             swa_full=settings.swa_full,
             type_k=GGML_TYPES[settings.cache_type_k],
             verbose=False,
+            **extra,
         )
     except (ValueError, RuntimeError) as exc:
         raise_if_stop_requested()
