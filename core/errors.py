@@ -13,6 +13,7 @@
     +-- ModelLoadError           llama.cpp refused to load a file that looked valid
     +-- PromptTooLongError       the prompt leaves no room to generate in the context
     +-- GenerationError          the engine failed while processing a request
+    |   +-- UpstreamError        a remote model's server: unreachable, an HTTP error, a malformed or stalled stream
     +-- RouterModelError         the router model gave no usable scores (non-finite logits, a failed decode)
 
 Only the faces translate these: exit codes in cli/exit_codes.py (2 for ConfigError and UsageError, 1 for the
@@ -89,6 +90,18 @@ class PromptTooLongError(GgrouteError):
 
 class GenerationError(GgrouteError):
     """The engine failed while processing a request."""
+
+
+class UpstreamError(GenerationError):
+    """A remote model's server could not be reached, answered with an error, or sent a stream ggroute cannot read.
+
+    `before_output`: nothing of the answer had arrived yet, so a route's fallback may run the request instead.
+    """
+
+    def __init__(self, message: str, *, before_output: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.before_output = before_output
+        self.status = status
 
 
 class RouterModelError(GgrouteError):

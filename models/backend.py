@@ -1,8 +1,8 @@
 """The contract between ggroute and an inference engine.
 
 A backend is one loaded model. The pool, the pipeline and the faces talk only to these protocols, so a local
-llama.cpp model (models/llamacpp/), a remote OpenAI-compatible engine and the scripted fake in the tests plug
-in the same way.
+llama.cpp model (models/llamacpp/), a remote OpenAI-compatible engine (models/remote/) and the scripted fake in
+the tests plug in the same way.
 
 `Backend` (every model): turn a task (or a conversation, or raw text) into a `Prompt`, then `stream()` events
 for it:
@@ -11,9 +11,14 @@ for it:
     TextChunk(text, tokens)            per sampled token (or per chunk of tokens for a remote engine)
     EndOfText()                        the model ended the text itself (an end-of-generation token)
 
+A remote engine may also send, before its last event:
+
+    EngineFigures(...)                 the engine's own usage and timing figures for the request
+    LengthReached()                    (instead of EndOfText) it stopped at the max_tokens it was given
+
 The caller enforces max_tokens, stop strings, the timeout and cancellation: it stops iterating and closes
 the stream. During prompt processing the backend polls `should_stop()` and, when it turns true, ends the
-stream without `EndOfText`. Engine failures raise `GenerationError`.
+stream without `EndOfText`. Engine failures raise `GenerationError` (`UpstreamError` for a remote engine).
 
 `ScoringModel` (the router's model): evaluate tokens and read next-token logits, no text generated.
 """
@@ -29,17 +34,22 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from ggroute.models.catalog import ModelSpec
+    from ggroute.models.catalog import AnySpec, ModelSpec
     from ggroute.models.sampling import Sampling
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """A task rendered for one model: the text it reads, its tokens, the stop strings its template implies."""
+    """A task rendered for one model: the text it reads, its tokens, the stop strings its template implies.
+
+    A remote model renders nothing itself: `tokens` is empty (its server counts them) and `messages`, when set,
+    are sent for the server's chat template (else `text` is sent as a completion prompt).
+    """
 
     text: str
     tokens: list[int]
     stop: tuple[str, ...] = ()
+    messages: tuple[Message, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,26 @@ class EndOfText:
     """The model emitted an end-of-generation token (not counted as a completion token)."""
 
 
-StreamEvent = PromptEvaluated | TextChunk | EndOfText
+@dataclass(frozen=True)
+class LengthReached:
+    """A remote engine stopped at the max_tokens it was sent (a local one is stopped by the caller instead)."""
+
+
+@dataclass(frozen=True)
+class EngineFigures:
+    """Usage and timings a remote engine reported for the request (its `usage` and `timings` fields); None where
+    it reported nothing. The caller measures what is missing from the stream itself."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_prompt_tokens: int | None = None
+    prefill_tokens: int | None = None  # prompt tokens the engine evaluated
+    prefill_s: float | None = None
+    decode_tokens: int | None = None
+    decode_s: float | None = None
+
+
+StreamEvent = PromptEvaluated | TextChunk | EndOfText | LengthReached | EngineFigures
 StopCheck = Callable[[], bool]
 EventStream = Generator[StreamEvent, None, None]  # the caller closes it to stop early
 
@@ -91,7 +120,7 @@ EventStream = Generator[StreamEvent, None, None]  # the caller closes it to stop
 @runtime_checkable
 class Backend(Protocol):
     @property
-    def spec(self) -> ModelSpec: ...
+    def spec(self) -> AnySpec: ...
 
     @property
     def load_s(self) -> float: ...
@@ -178,11 +207,17 @@ class DecodeAborted(Exception):
     """Internal signal: an evaluation stopped because `should_stop()` turned true (the caller says why)."""
 
 
-Loader = Callable[["ModelSpec"], Backend]
+Loader = Callable[["AnySpec"], Backend]
 
 
-def load_backend(spec: ModelSpec) -> Backend:
-    """Load the model a spec describes with its engine (today: llama.cpp, in this process)."""
+def load_backend(spec: AnySpec) -> Backend:
+    """Load the model a spec describes with its engine: llama.cpp in this process, or a remote server's client."""
+    from ggroute.models.catalog import RemoteSpec
+
+    if isinstance(spec, RemoteSpec):
+        from ggroute.models.remote.model import connect_remote_model
+
+        return connect_remote_model(spec)
     from ggroute.models.llamacpp.model import load_llama_model
 
     return load_llama_model(spec)

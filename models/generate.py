@@ -1,14 +1,16 @@
 """Generate with one model under its limits: max_tokens, stop strings plus the model's end-of-text, and a
 wall-clock timeout over the whole request (prompt processing included: the backend polls the deadline).
 
-Works on any `Backend` (models/backend.py); figures are measured here, the same way for every backend."""
+Works on any `Backend` (models/backend.py); figures are measured here, the same way for every backend, except
+that a remote engine's own usage and timing figures (`EngineFigures`) are taken when it sends them (the result's
+`remote` says which were)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ggroute.core.code import CodeEndWatch
 from ggroute.core.errors import GenerationError, PromptTooLongError
@@ -18,17 +20,46 @@ from ggroute.models.backend import (
     Backend,
     Conversation,
     EndOfText,
+    EngineFigures,
+    EventStream,
+    LengthReached,
     Message,
     PromptEvaluated,
     RawText,
+    StreamEvent,
     TaskInput,
     prepare_input,
 )
+from ggroute.models.catalog import RemoteSpec
 from ggroute.models.loop_guard import Loop, LoopGuard
-from ggroute.models.metrics import FinishReason, GenerationResult, Limits, Repetition, Timings, Usage, rate
+from ggroute.models.metrics import (
+    Fallback,
+    FigureSource,
+    FinishReason,
+    GenerationResult,
+    Limits,
+    Remote,
+    Repetition,
+    Timings,
+    Usage,
+    rate,
+)
 from ggroute.models.sampling import Sampling
 
 _PREVIEW_CHARS = 200
+
+
+@dataclass
+class _Counts:
+    """What the stream delivered, for the figures."""
+
+    cached: int = 0
+    sampled: int = 0
+    completion: int = 0
+    t_first: float | None = None
+    t_last: float | None = None
+    engine: EngineFigures | None = None
+    early: list[tuple[StreamEvent, float]] = field(default_factory=list)  # events `start()` took in advance
 
 
 @dataclass(frozen=True)
@@ -99,8 +130,10 @@ class Generation:
         started: float | None = None,
         load_s: float | None = None,
         evicted: list[str] | None = None,
+        fallback: Fallback | None = None,
     ) -> None:
         self.model = model
+        self.fallback = fallback
         self.task = validate_input(task)
         settings = model.spec.settings
         options = options or RequestOptions()
@@ -120,9 +153,39 @@ class Generation:
         if len(self.prompt.tokens) >= settings.context_size:
             raise PromptTooLongError(model.spec.name, len(self.prompt.tokens), settings.context_size)
         self.result: GenerationResult | None = None
+        self._events: EventStream | None = None
+        self._counts = _Counts()
+        self._t_prefill: float | None = None
 
     def __iter__(self) -> Iterator[str]:
         return self._run()
+
+    def start(self) -> None:
+        """Begin generating and wait for the first token (or the end), so that a failure before any text raises
+        here, where the caller may still run the request on another model (a route's fallback). Optional: the
+        iteration starts the stream itself otherwise. The events taken here are replayed with their times."""
+        if self._events is not None or self._interrupted() is not None:
+            return
+        self._t_prefill = time.perf_counter()
+        self._events = events = self._open()
+        try:
+            for event in events:
+                self._counts.early.append((event, time.perf_counter()))
+                if not isinstance(event, PromptEvaluated | EngineFigures):
+                    break
+        except BaseException:
+            events.close()
+            raise
+
+    def _open(self) -> EventStream:
+        room = min(self.limits.max_tokens, self.limits.context_size - len(self.prompt.tokens))
+        return self.model.stream(self.prompt, room, self.sampling, lambda: self._interrupted() is not None)
+
+    def _timed(self, events: EventStream) -> Iterator[tuple[StreamEvent, float]]:
+        early, self._counts.early = self._counts.early, []
+        yield from early
+        for event in events:
+            yield event, time.perf_counter()
 
     def run(self) -> GenerationResult:
         for _ in self:
@@ -146,25 +209,30 @@ class Generation:
         guard = LoopGuard(guard_config.min_repeats, guard_config.max_cycle_lines) if guard_config.enabled else None
         code_end = CodeEndWatch(self.prompt.text) if self.stop_after_code else None
         loop: Loop | None = None
-        finish: FinishReason | None = self._interrupted()
-        cached = sampled = completion = 0
-        t_prefill = time.perf_counter()
-        t_first = t_last = None
+        n = self._counts
+        finish: FinishReason | None = None if self._events is not None else self._interrupted()
+        t_prefill = self._t_prefill if self._t_prefill is not None else time.perf_counter()
         if finish is None:
-            events = self.model.stream(self.prompt, room, self.sampling, lambda: self._interrupted() is not None)
+            events = self._events if self._events is not None else self._open()
             try:
-                for event in events:
+                for event, now in self._timed(events):
                     if isinstance(event, PromptEvaluated):
-                        cached = event.cached_tokens
+                        n.cached = event.cached_tokens
                         continue
-                    t_last = time.perf_counter()
-                    t_first = t_first or t_last
+                    if isinstance(event, EngineFigures):
+                        n.engine = event
+                        continue
+                    if isinstance(event, LengthReached):  # the engine stopped at the max_tokens it was sent
+                        finish = "length"
+                        break
+                    n.t_last = now
+                    n.t_first = n.t_first or n.t_last
                     if isinstance(event, EndOfText):
-                        sampled += 1
+                        n.sampled += 1
                         finish = "stop"
                         break
-                    sampled += event.tokens
-                    completion += event.tokens
+                    n.sampled += event.tokens
+                    n.completion += event.tokens
                     before = len(scanner.text)
                     text, hit = scanner.feed(event.text)
                     if text:
@@ -178,7 +246,7 @@ class Generation:
                         scanner.text = scanner.text[: max(end, scanner.emitted)]
                         finish = "stop"
                         break
-                    finish = "stop" if hit else "length" if completion >= room else self._interrupted()
+                    finish = "stop" if hit else "length" if n.completion >= room else self._interrupted()
                     if finish is not None:
                         break
                 else:  # the backend ended the stream: prompt processing was stopped
@@ -192,13 +260,13 @@ class Generation:
             dropped = len(scanner.text) - loop.keep_chars
             scanner.text = scanner.text[: max(loop.keep_chars, scanner.emitted)]
             repetition = Repetition(cycle=loop.cycle[:200], repeats=loop.repeats, dropped_chars=dropped,
-                                    tokens_saved=room - completion)
+                                    tokens_saved=room - n.completion)
         tail = scanner.finish()
         if tail:
             yield tail
         text = scanner.text[: loop.keep_chars] if loop is not None else scanner.text
-        self.result = self._result(text, finish, completion, sampled, len(tokens) - cached, t_prefill,
-                                   t_first, t_last, repetition)
+        self.result = self._result(text, finish, n.completion, n.sampled, len(tokens) - n.cached, t_prefill,
+                                   n.t_first, n.t_last, repetition)
 
     def _result(self, text: str, finish: FinishReason, completion: int, sampled: int, evaluated: int,
                 t_prefill: float, t_first: float | None, t_last: float | None,
@@ -210,22 +278,60 @@ class Generation:
         prompt_tokens = len(self.prompt.tokens)
         cached = prompt_tokens - evaluated if t_first is not None else 0
         load_s = self.load_s
+        usage = Usage(prompt_tokens=prompt_tokens, cached_prompt_tokens=cached, completion_tokens=completion)
+        timings = Timings(
+            load_s=round(load_s, 4) if load_s is not None else None,
+            prefill_s=round(prefill_s, 4),
+            prefill_tokens_per_s=rate(evaluated, prefill_s) if t_first is not None else None,
+            decode_s=round(decode_s, 4),
+            decode_tokens_per_s=rate(sampled - 1, decode_s),
+            time_to_first_token_s=round(t_first - self.started, 4) if t_first is not None else None,
+            wall_s=round(now - self.started, 4),
+        )
+        remote = None
+        spec = self.model.spec
+        if isinstance(spec, RemoteSpec):
+            usage, timings, remote = _remote_figures(spec, usage, timings, self._counts.engine, sampled - 1,
+                                                     prefill_s, decode_s)
         return GenerationResult(
-            model=self.model.spec.name,
+            model=spec.name,
             text=text,
             finish_reason=finish,
-            usage=Usage(prompt_tokens=prompt_tokens, cached_prompt_tokens=cached, completion_tokens=completion),
-            timings=Timings(
-                load_s=round(load_s, 4) if load_s is not None else None,
-                prefill_s=round(prefill_s, 4),
-                prefill_tokens_per_s=rate(evaluated, prefill_s) if t_first is not None else None,
-                decode_s=round(decode_s, 4),
-                decode_tokens_per_s=rate(sampled - 1, decode_s),
-                time_to_first_token_s=round(t_first - self.started, 4) if t_first is not None else None,
-                wall_s=round(now - self.started, 4),
-            ),
+            usage=usage,
+            timings=timings,
             limits=self.limits,
             evicted=self.evicted,
             repetition=repetition,
             prompt_preview=self.prompt.text[:_PREVIEW_CHARS],
+            remote=remote,
+            fallback=self.fallback,
         )
+
+
+def _remote_figures(spec: RemoteSpec, usage: Usage, timings: Timings, engine: EngineFigures | None,
+                    decoded: int, prefill_s: float, decode_s: float) -> tuple[Usage, Timings, Remote]:
+    """A remote model's usage and timings: the server's own where it sent them, else measured from the stream
+    (prefill is then the time to the first token, network and the server's queue included)."""
+    engine = engine or EngineFigures()
+    usage_from: FigureSource = "stream"
+    if engine.completion_tokens is not None:
+        usage_from = "upstream"
+        decoded += engine.completion_tokens - usage.completion_tokens  # the server's count, not chunks counted
+        usage = Usage(prompt_tokens=engine.prompt_tokens or 0, cached_prompt_tokens=engine.cached_prompt_tokens or 0,
+                      completion_tokens=engine.completion_tokens)
+    update: dict[str, float | None] = {}
+    timings_from: FigureSource = "stream"
+    if engine.decode_s is not None and engine.decode_tokens is not None:
+        timings_from = "upstream"
+        update.update(decode_s=round(engine.decode_s, 4), decode_tokens_per_s=rate(engine.decode_tokens,
+                                                                                    engine.decode_s))
+        if engine.prefill_s is not None:
+            update.update(prefill_s=round(engine.prefill_s, 4),
+                          prefill_tokens_per_s=rate(engine.prefill_tokens or 0, engine.prefill_s))
+    else:
+        evaluated = usage.prompt_tokens - usage.cached_prompt_tokens
+        update.update(decode_tokens_per_s=rate(decoded, decode_s),
+                      prefill_tokens_per_s=rate(evaluated, prefill_s) if timings.time_to_first_token_s else None)
+    remote = Remote(backend=spec.settings.backend, base_url=spec.base_url, upstream_model=spec.upstream_model,
+                    usage_from=usage_from, timings_from=timings_from)
+    return usage, timings.model_copy(update=update), remote

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 FinishReason = Literal["stop", "length", "timeout", "cancelled", "repetition"]
 
@@ -39,6 +39,31 @@ class Repetition(BaseModel):
     tokens_saved: int = Field(description="Tokens not generated: what was left of max_tokens (or the context).")
 
 
+FigureSource = Literal["upstream", "stream"]
+
+
+class Remote(BaseModel):
+    """Where a remote model's answer came from, and where its figures came from."""
+
+    backend: str = Field(description="The remote backend (`openai`: an OpenAI-compatible server).")
+    base_url: str = Field(description="The server's API root.")
+    upstream_model: str = Field(description="The model name sent to the server.")
+    usage_from: FigureSource = Field(description="`upstream`: usage is the server's `usage` field; `stream`: "
+                                     "completion tokens counted from the stream (prompt tokens then unknown: 0).")
+    timings_from: FigureSource = Field(description="`upstream`: prefill and decode figures are the server's own "
+                                       "timings; `stream`: measured here, prefill as the time to the first token.")
+
+
+class Fallback(BaseModel):
+    """The request ran on a route's fallback model because its own model's server failed before any text."""
+
+    from_model: str = Field(description="The route's model, which could not answer.")
+    reason: str = Field(description="Why: unreachable, an HTTP error, over its queue, a broken stream.")
+
+
+_OMITTED_WHEN_NONE = ("remote", "fallback")  # local results print exactly what they printed before these existed
+
+
 class GenerationResult(BaseModel):
     model: str
     text: str
@@ -49,6 +74,16 @@ class GenerationResult(BaseModel):
     evicted: list[str] = Field(default_factory=list, description="Models unloaded to make room.")
     repetition: Repetition | None = Field(None, description="Set when the loop guard stopped generation.")
     prompt_preview: str = ""
+    remote: Remote | None = Field(None, description="Set for a remote model (left out of dumps otherwise).")
+    fallback: Fallback | None = Field(None, description="Set when a route's fallback ran the request.")
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset_remote_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in _OMITTED_WHEN_NONE:
+            if key in data and data[key] is None:
+                del data[key]
+        return data
 
 
 def rate(count: int, seconds: float) -> float | None:

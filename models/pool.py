@@ -4,7 +4,8 @@ Nothing loads until a request needs it. Before a load that would exceed `memory_
 evicted least-recently-used first, pinned models after every unpinned one; a model serving a request, being
 loaded, or `expect`ed by a queued request is never evicted. Budget figures are the memory plan's estimates
 (models/memory.py); weights of a file that two roles share are counted once, since llama.cpp maps the file and
-the pages are shared.
+the pages are shared. Remote models (a server elsewhere) take nothing from the budget and are never evicted for
+room; "loading" one builds its client.
 
 The pool's lock is never held while a model loads or closes: the load's memory is reserved under the lock, the
 load runs outside it, so requests to loaded models go on meanwhile. A second request for a model that is being
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from ggroute.core.errors import GgrouteError, OverBudgetError, PoolBusyError
 from ggroute.models import backend as backends
 from ggroute.models.backend import Backend, Loader
-from ggroute.models.catalog import ModelCatalog, ModelSpec
+from ggroute.models.catalog import AnySpec, ModelCatalog, ModelSpec
 
 
 @dataclass
@@ -35,7 +36,7 @@ class _Entry:
 class _Loading:
     """A load in progress: its memory is reserved; requests for the same model wait on `done`."""
 
-    spec: ModelSpec
+    spec: AnySpec
     done: threading.Event = field(default_factory=threading.Event)
     error: GgrouteError | None = None  # why it failed, for the requests that waited on it
     waiters: int = 0  # requests waiting for this load
@@ -73,9 +74,10 @@ class ModelPool:
 
     def used_bytes(self, extra: ModelSpec | None = None, without: list[str] | None = None) -> int:
         """Estimated memory of the loaded models but `without`, the loads in progress and `extra`."""
-        specs = [e.model.spec for n, e in self._entries.items() if n not in (without or ())]
-        specs += [w.spec for w in self._loading.values()]
-        specs += [extra] if extra else []
+        every = [e.model.spec for n, e in self._entries.items() if n not in (without or ())]
+        every += [w.spec for w in self._loading.values()]
+        every += [extra] if extra else []
+        specs = [s for s in every if isinstance(s, ModelSpec)]  # remote models take no memory here
         weights = {s.path: s.plan.weight_bytes for s in specs}
         return sum(weights.values()) + sum(s.plan.kv_bytes + s.plan.compute_bytes for s in specs)
 
@@ -102,7 +104,7 @@ class ModelPool:
                     del self._expected[name]
 
     def _checkout(self, name: str) -> Lease:
-        spec = self.catalog.spec(name)
+        spec = self.catalog.entry(name)
         budget = self.catalog.budget_bytes
         victims: list[tuple[str, Backend]] = []
         while True:
@@ -114,9 +116,10 @@ class ModelPool:
                     return Lease(entry.model)
                 loading = self._loading.get(name)
                 if loading is None:  # this request loads it: reserve the memory, then load without the lock
-                    if spec.plan.own_bytes > budget:
-                        raise OverBudgetError(name, spec.plan.own_bytes, budget, spec.settings.context_size)
-                    victims = self._evict_for(spec, budget)
+                    if isinstance(spec, ModelSpec):
+                        if spec.plan.own_bytes > budget:
+                            raise OverBudgetError(name, spec.plan.own_bytes, budget, spec.settings.context_size)
+                        victims = self._evict_for(spec, budget)
                     loading = self._loading[name] = _Loading(spec)
                     break
                 loading.waiters += 1
@@ -160,7 +163,8 @@ class ModelPool:
 
     def _eviction_candidate(self, chosen: list[str]) -> str | None:
         idle = [(n, e) for n, e in self._entries.items()
-                if e.in_use == 0 and n not in self._expected and n not in chosen]
+                if e.in_use == 0 and n not in self._expected and n not in chosen
+                and isinstance(e.model.spec, ModelSpec)]  # closing a remote model frees no memory
         unpinned = [n for n, e in idle if not e.model.spec.settings.pinned]
         pinned = [n for n, e in idle if e.model.spec.settings.pinned]
         candidates = unpinned or pinned

@@ -1,21 +1,30 @@
-"""One request from task to result: pick the model, lease it from the pool, generate, log one JSON line."""
+"""One request from task to result: pick the model, lease it from the pool, generate, log one JSON line.
+
+A route's `fallback` runs the request when the route's (remote) model fails before its first token: the
+server is unreachable, answers with an error or is over its queue (`UpstreamError` with `before_output`). The
+result's `fallback` names the model that failed and why; a warning says so too. Nothing else falls back.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
-from ggroute.core.errors import ConfigError
+from ggroute.core.errors import ConfigError, UpstreamError
 from ggroute.core.tasks import validate_task
 from ggroute.models.backend import Loader, TaskInput
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import LoadedConfig
 from ggroute.models.generate import Generation, RequestOptions, validate_input
+from ggroute.models.metrics import Fallback
 from ggroute.models.pool import ModelPool
 from ggroute.router.request_log import RequestLog
 from ggroute.router.routing import RouteOutcome, Router
+
+log = logging.getLogger("ggroute.pipeline")
 
 
 class Pipeline:
@@ -62,8 +71,11 @@ class Pipeline:
         started = time.perf_counter()
         self.check_log()  # before the router model loads
         outcome = self.route(task, forced_route)
+        router = self.loaded.config.router
+        route = router.routes.get(outcome.route) if router is not None else None
         with self.generate(outcome.model, task, options, cancel=cancel, started=started,
-                           log_extra=outcome.log_fields()) as generation:
+                           log_extra=outcome.log_fields(),
+                           fallback=route.fallback if route is not None else None) as generation:
             yield outcome, generation
 
     @contextmanager
@@ -76,23 +88,45 @@ class Pipeline:
         cancel: threading.Event | None = None,
         started: float | None = None,
         log_extra: dict[str, object] | None = None,
+        fallback: str | None = None,
     ) -> Iterator[Generation]:
-        """Lease `model_name` and yield a Generation to iterate; the request is logged when it ends."""
+        """Lease `model_name` and yield a Generation to iterate; the request is logged when it ends.
+
+        With `fallback` (a route's), the generation is started here, up to its first token: a failure of the
+        model's server before it runs the request on `fallback` instead (module docstring).
+        """
         started = started if started is not None else time.perf_counter()
         task = validate_input(task)
         self.catalog.loaded.model(model_name)  # unknown name: error before anything loads
+        if fallback is not None:
+            self.catalog.loaded.model(fallback)
         self.check_log()
-        with self.pool.acquire(model_name) as lease:
+        with ExitStack() as held:
+            lease = held.enter_context(self.pool.acquire(model_name))
             generation = Generation(
                 lease.model, task, options, cancel=cancel, started=started, load_s=lease.load_s,
                 evicted=lease.evicted,
             )
+            if fallback is not None:
+                try:
+                    generation.start()
+                except UpstreamError as exc:
+                    if not exc.before_output:
+                        raise
+                    log.warning("%s; running the request on the route's fallback model '%s'", exc, fallback)
+                    held.close()  # the failed model's lease
+                    lease = held.enter_context(self.pool.acquire(fallback))
+                    generation = Generation(
+                        lease.model, task, options, cancel=cancel, started=started, load_s=lease.load_s,
+                        evicted=lease.evicted, fallback=Fallback(from_model=model_name, reason=str(exc)),
+                    )
             try:
                 yield generation
             finally:
                 if generation.result is not None:
                     record = generation.result.model_dump(exclude={"prompt_preview", "text"})
                     record["text_chars"] = len(generation.result.text)
+                    record["backend"] = generation.result.remote.backend if generation.result.remote else "llama.cpp"
                     self.log.write({**record, **(log_extra or {})})  # a failed write warns, never raises
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ ALLOWED = {
     "cli": {"core", "models", "router", "evals", "server"},
 }
 LLAMA_CPP_HOME = "ggroute.models.llamacpp"
+OPENAI_HOME = "ggroute.models.remote"  # the remote backend: the only user of the openai client (and httpx under it)
 
 
 def _module_name(path: Path) -> str:
@@ -75,6 +76,13 @@ def test_llama_cpp_only_in_the_adapter(module: str) -> None:
     uses = {n for n in _imports(SOURCES[module], top_level_only=False) if n.split(".")[0] == "llama_cpp"}
     if not module.startswith(LLAMA_CPP_HOME):
         assert not uses, f"{module} imports {sorted(uses)}: only {LLAMA_CPP_HOME} may talk to llama_cpp"
+
+
+@pytest.mark.parametrize("module", sorted(SOURCES))
+def test_openai_only_in_the_remote_backend(module: str) -> None:
+    uses = {n for n in _imports(SOURCES[module], top_level_only=False) if n.split(".")[0] in ("openai", "httpx")}
+    if not module.startswith(OPENAI_HOME):
+        assert not uses, f"{module} imports {sorted(uses)}: only {OPENAI_HOME} may talk to remote servers"
 
 
 def test_no_import_cycles() -> None:

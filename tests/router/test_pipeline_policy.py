@@ -19,7 +19,8 @@ from ggroute.router.pipeline import Pipeline
 from tests.fakes import Script, ScriptedBackend, ScriptedLoader, scripted_loader
 
 ROUTE_FIELDS = {"route", "confidence", "reason", "route_latency_ms"}
-RESULT_FIELDS = {"ts", "model", "finish_reason", "usage", "timings", "limits", "evicted", "text_chars", "repetition"}
+RESULT_FIELDS = {"ts", "model", "finish_reason", "usage", "timings", "limits", "evicted", "text_chars", "repetition",
+                 "backend"}
 
 
 def config(tmp_path: Path, **top: object) -> dict[str, object]:
@@ -67,6 +68,7 @@ def test_generate_logs_one_line_without_route_fields(make_pipeline) -> None:
     [line] = log_lines(pipeline)
     assert set(line) == RESULT_FIELDS
     assert line["model"] == "coder" and line["finish_reason"] == "stop" and line["text_chars"] == 8
+    assert line["backend"] == "llama.cpp"
     assert line["usage"] == {"prompt_tokens": 2, "cached_prompt_tokens": 0, "completion_tokens": 2}
     assert line["timings"]["load_s"] == 0.25  # this request loaded the model
     assert loader.loads() == ["coder"]
