@@ -39,6 +39,19 @@ class LimitsPayload(TypedDict):
     stop: list[str]
 
 
+class RemotePayload(TypedDict):
+    backend: str
+    base_url: str
+    upstream_model: str
+    usage_from: Literal["upstream", "stream"]
+    timings_from: Literal["upstream", "stream"]
+
+
+class FallbackPayload(TypedDict):
+    from_model: str
+    reason: str
+
+
 class GenerationPayload(TypedDict):
     """`generate --json`."""
 
@@ -53,6 +66,8 @@ class GenerationPayload(TypedDict):
     code: NotRequired[str]  # with --code: the answer's code
     code_language: NotRequired[str]  # its fence tag ("" when none)
     code_parses: NotRequired[bool | None]  # Python: whether ast.parse accepts it; null for other languages
+    remote: NotRequired[RemotePayload]  # a remote model (backend openai) generated
+    fallback: NotRequired[FallbackPayload]  # run --json: the route's fallback ran the request
 
 
 class RepetitionPayload(TypedDict):
@@ -99,6 +114,13 @@ class ModelRowBase(TypedDict):
 
 class ModelRow(ModelRowBase, total=False):
     error: str  # only when the model cannot be inspected (then none of the keys below)
+    backend: str  # only for a remote model ("openai"), with base_url and upstream_model; no file keys
+    base_url: str
+    upstream_model: str
+    reachable: bool  # with --probe, remote models: the probe's answer
+    latency_ms: float | None
+    lists_model: bool | None
+    probe_error: str | None
     size_bytes: int
     architecture: str
     quantization: str
@@ -136,6 +158,22 @@ class ConfigCheckPayload(TypedDict):
     kv_cache_bytes_by_context: dict[str, dict[str, int]]  # model -> context_size (as a string) -> bytes
     over_budget_alone: list[str]
     warnings: list[str]  # settings that are valid but do not work as written (max_tokens >= context_size)
+    remote_models: NotRequired[list[RemoteModelRow]]  # only when the config has remote models
+
+
+class RemoteModelRowBase(TypedDict):
+    name: str
+    base_url: str
+    upstream_model: str
+    api_key_env: str | None
+    api_key_set: bool | None  # whether that variable is set here (None: no key configured)
+
+
+class RemoteModelRow(RemoteModelRowBase, total=False):
+    reachable: bool  # with --probe
+    latency_ms: float | None
+    lists_model: bool | None
+    probe_error: str | None
 
 
 # --- eval routing --json ------------------------------------------------------------------------------------

@@ -35,7 +35,13 @@ def footer(result: GenerationResult) -> str:
     if result.evicted:
         parts.append(f"evicted {', '.join(result.evicted)}")
     parts.append(f"wall {t.wall_s:.2f} s")
+    if result.remote is not None:
+        r = result.remote
+        parts.append(f"remote {r.upstream_model} at {r.base_url} (usage from {r.usage_from}, timings from "
+                     f"{r.timings_from})")
     line = " | ".join(parts)
+    if result.fallback is not None:
+        line += f"\nfallback: model '{result.fallback.from_model}' could not answer ({result.fallback.reason})"
     loop = result.repetition
     if loop is not None:
         line += (f"\nstopped a loop: {loop.cycle.strip()[:60]!r} written {loop.repeats} times in a row; "
