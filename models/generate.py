@@ -214,8 +214,9 @@ class Generation:
         t_prefill = self._t_prefill if self._t_prefill is not None else time.perf_counter()
         if finish is None:
             events = self._events if self._events is not None else self._open()
+            timed = self._timed(events)
             try:
-                for event, now in self._timed(events):
+                for event, now in timed:
                     if isinstance(event, PromptEvaluated):
                         n.cached = event.cached_tokens
                         continue
@@ -253,6 +254,8 @@ class Generation:
                     finish = self._interrupted()
                     if finish is None:
                         raise GenerationError(f"model '{self.model.spec.name}' ended its output without a reason")
+                if finish == "length" and isinstance(self.model.spec, RemoteSpec):
+                    self._read_figures(timed)
             finally:
                 events.close()
         repetition = None
@@ -267,6 +270,18 @@ class Generation:
         text = scanner.text[: loop.keep_chars] if loop is not None else scanner.text
         self.result = self._result(text, finish, n.completion, n.sampled, len(tokens) - n.cached, t_prefill,
                                    n.t_first, n.t_last, repetition)
+
+    def _read_figures(self, timed: Iterator[tuple[StreamEvent, float]]) -> None:
+        """A remote server stops at the max_tokens it was sent, then sends its usage: read up to its end, text
+        excluded (a server that goes on past max_tokens is cut off at its next chunk)."""
+        try:
+            for event, _ in timed:
+                if isinstance(event, EngineFigures):
+                    self._counts.engine = event
+                elif not isinstance(event, PromptEvaluated):
+                    return
+        except GenerationError:  # the text is complete; the figures are measured from the stream instead
+            return
 
     def _result(self, text: str, finish: FinishReason, completion: int, sampled: int, evaluated: int,
                 t_prefill: float, t_first: float | None, t_last: float | None,

@@ -149,9 +149,12 @@ async def timings(model: str, body: dict[str, Any], chat: bool) -> AsyncIterator
 
 async def counting(model: str, body: dict[str, Any], chat: bool) -> AsyncIterator[bytes]:
     """Numbers up to max_tokens, then finish length (a server that honours max_tokens)."""
-    for i in range(int(body.get("max_tokens") or 16)):
+    count = int(body.get("max_tokens") or 16)
+    for i in range(count):
         yield _chunk(model, f" {i}", chat=chat)
     yield _chunk(model, None, "length", chat=chat)
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield _usage(model, 7, count)
     yield DONE
 
 

@@ -85,6 +85,16 @@ def test_max_tokens_is_sent_and_the_servers_length_stop_is_finish_length(run: Ru
     assert stub.last("counting").body["max_tokens"] == 5
     assert result.text == " 0 1 2 3 4" and result.finish_reason == "length"
     assert result.limits.max_tokens == 5
+    # ggroute has its max_tokens, but reads on to the server's finish and usage chunk (not closing early)
+    assert result.remote is not None and result.remote.usage_from == "upstream"
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (7, 5)
+    assert stub.last("counting").ended.wait(5) and not stub.last("counting").disconnected
+
+
+def test_a_server_that_ignores_max_tokens_is_cut_off_at_it(run: Run, stub: Stub) -> None:
+    result = run("slow", options=RequestOptions(max_tokens=3))
+    assert result.text == " w0 w1 w2" and result.finish_reason == "length" and result.usage.completion_tokens == 3
+    assert stub.last("slow").ended.wait(5) and stub.last("slow").disconnected
 
 
 def test_sampling_and_seed_go_to_the_server(run: Run, stub: Stub) -> None:
