@@ -59,10 +59,14 @@ def bench(
                             ("--cache-type-k", cache_type_k)))
     loaded = guarded(lambda: load_config(config))
     catalog = ModelCatalog(loaded)
-    names = models or catalog.names
+    names = models or catalog.local_names  # remote models run on their servers: nothing to tune here
     unknown = [n for n in names if n not in catalog.names]
     if unknown:
         raise fail(UnknownModelError(unknown[0], catalog.names))
+    remote = [n for n in names if catalog.is_remote(n)]
+    if remote:
+        raise fail(UsageError(f"model '{remote[0]}' is remote: bench measures local llama.cpp models "
+                              "(benchmarks/remote_vs_direct.py measures a remote one against its server)"))
     if plot is not None:
         guarded(_check_matplotlib)  # before measuring, not after minutes of it
     results, interrupted = _measure_all(catalog, names, combinations(sweeps), prompt_tokens, gen_tokens, repeat)

@@ -107,3 +107,9 @@ def test_config_check_probe_of_a_reachable_server_exits_0(stub: Stub, remote_con
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)["remote_models"]
     assert row["reachable"] is True and row["lists_model"] is True and row["probe_error"] is None
+
+
+def test_bench_refuses_a_remote_model_by_name(stub: Stub, remote_config: Callable[..., Path]) -> None:
+    path = config(stub, remote_config)
+    result = invoke("bench", "main", "-c", str(path))
+    assert result.exit_code == 2 and "model 'main' is remote: bench measures local llama.cpp models" in result.stderr
