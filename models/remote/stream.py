@@ -209,6 +209,9 @@ def upstream_error(exc: BaseException, where: Where, *, before_output: bool) -> 
     if isinstance(exc, json.JSONDecodeError):
         return UpstreamError(f"{head} sent malformed JSON in its stream ({exc.msg} at column {exc.colno})",
                              before_output=before_output)
+    if isinstance(exc, UnicodeDecodeError):
+        return UpstreamError(f"{head} sent a stream that is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                             before_output=before_output)
     return UpstreamError(f"{head} failed: {type(exc).__name__}: {exc}", before_output=before_output)
 
 

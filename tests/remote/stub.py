@@ -86,6 +86,10 @@ class Stub:
             seen.ended.set()
             return JSONResponse({"error": {"message": f"model '{model}' not found", "type": "invalid_request_error"}},
                                 status_code=404)
+        if behaviour == "not-streaming":  # a server that ignores stream=true: one JSON body
+            seen.ended.set()
+            return JSONResponse({"id": "x", "object": "chat.completion", "created": 0, "model": model, "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]})
         if isinstance(behaviour, int):  # an HTTP error status
             seen.ended.set()
             headers = {"Retry-After": "1"} if behaviour in (429, 503) else {}
@@ -213,6 +217,11 @@ async def no_finish(model: str, body: dict[str, Any], chat: bool) -> AsyncIterat
     yield _chunk(model, "Hello", chat=chat)
 
 
+async def garbage_sse(model: str, body: dict[str, Any], chat: bool) -> AsyncIterator[bytes]:
+    """Bytes that are not server-sent events at all."""
+    yield b"this is not an event stream\n\n\xff\xfe\x00 binary\n\n"
+
+
 async def error_event(model: str, body: dict[str, Any], chat: bool) -> AsyncIterator[bytes]:
     """An error object inside the stream, before any token."""
     yield b'data: {"error": {"message": "out of memory on the GPU", "type": "server_error"}}\n\n'
@@ -222,6 +231,7 @@ BEHAVIOURS: dict[str, Any] = {
     "ok": ok, "timings": timings, "counting": counting, "slow": slow, "looping": looping,
     "stall-before": stall_before,
     "stall-mid": stall_mid, "bad-json-first": bad_json_first, "bad-json-mid": bad_json_mid,
-    "wrong-shape": wrong_shape, "no-finish": no_finish, "error-event": error_event,
+    "wrong-shape": wrong_shape, "no-finish": no_finish, "error-event": error_event, "garbage-sse": garbage_sse,
+    "not-streaming": "not-streaming",
     "http-400": 400, "http-401": 401, "http-429": 429, "http-500": 500, "http-503": 503,
 }

@@ -161,6 +161,8 @@ def test_a_server_that_stalls_mid_stream_past_read_timeout_is_an_error(run: Run)
     ("wrong-shape", "sent text that is not a string", True),
     ("no-finish", "ended its stream without a finish_reason", False),
     ("error-event", "reported an error in its stream: out of memory on the GPU", True),
+    ("garbage-sse", "sent a stream that is not UTF-8 text (invalid start byte", True),
+    ("not-streaming", "ended its stream without a finish_reason", True),
     ("http-400", "refused the request: HTTP 400: stub says 400", True),
     ("http-401", "refused the request: HTTP 401: stub says 401", True),
     ("http-429", "is over its queue: HTTP 429", True),
