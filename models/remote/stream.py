@@ -106,9 +106,9 @@ class _ChunkParser:
 
     def feed(self, chunk: Any) -> EventStream:
         try:
-            choices = chunk.choices or []
+            choices = getattr(chunk, "choices", None) or []  # a usage chunk may have none
             figures = _figures(chunk)
-            texts = [(_text_of(c), c.finish_reason) for c in choices if getattr(c, "index", 0) == 0]
+            texts = [(_text_of(c), c.finish_reason) for c in choices if getattr(c, "index", 0) in (0, None)]
         except (AttributeError, TypeError, ValueError) as exc:
             raise self._malformed(f"a chunk without the expected fields ({exc})") from None
         if figures is not None:
