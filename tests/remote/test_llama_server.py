@@ -1,7 +1,7 @@
 """The remote backend against a real engine: llama-cpp-python's own OpenAI server with SmolLM2 on a loopback port
-(tests/remote/llama_server.py). Streaming, usage, the timeout and Ctrl+C (the server is free again afterwards:
-it was started so that a new request waits for a running one, so only a closed stream frees it), and the route's
-fallback to a local model once the server is stopped. Real models: marked slow."""
+(tests/remote/llama_server.py). Streaming, usage, the timeout and Ctrl+C (the server logs that
+its client closed the stream, and it is free again afterwards), and the route's fallback to a local model once the
+server is stopped. Real models: marked slow."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ggroute.models.backend import RawText, TaskInput
 from ggroute.models.config import SMOLLM2_PATH, load_config
 from ggroute.models.generate import RequestOptions
 from ggroute.models.metrics import GenerationResult
@@ -28,7 +29,7 @@ from tests.remote.llama_server import ALIAS, LlamaServer
 pytestmark = pytest.mark.slow
 
 TASK = "Write a Python function that returns the square of a number."
-COUNT = "Count from 1 to 1000, one number per line, with no other text."
+COUNT = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"  # as a completion prompt, SmolLM2 counts on for thousands of tokens
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +47,26 @@ def config(engine: LlamaServer, remote_config: Callable[..., Path], fallback: st
     return remote_config(models, fallback=fallback)
 
 
-def generate(path: Path, task: str = TASK, options: RequestOptions | None = None) -> tuple[list[str], GenerationResult]:
+def generate(path: Path, task: TaskInput = TASK,
+             options: RequestOptions | None = None) -> tuple[list[str], GenerationResult]:
     with Pipeline(load_config(path)) as pipeline, pipeline.generate("main", task, options) as generation:
         pieces = list(generation)
         assert generation.result is not None
         return pieces, generation.result
+
+
+def disconnects(engine: LlamaServer) -> int:
+    """How many streams the server saw its client close (it logs each one)."""
+    return "".join(engine.output).count("Disconnected from client")
+
+
+def saw_disconnect(engine: LlamaServer, before: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if disconnects(engine) > before:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def short_request_finishes(path: Path) -> GenerationResult:
@@ -80,19 +96,24 @@ def test_streams_what_the_server_gives_its_own_openai_client(engine: LlamaServer
 
 def test_timeout_keeps_the_partial_text_and_frees_the_server(engine: LlamaServer,
                                                              remote_config: Callable[..., Path]) -> None:
-    path = config(engine, remote_config, max_tokens=1900, timeout_s=1.5, loop_guard={"enabled": False})
+    path = config(engine, remote_config, max_tokens=1900, timeout_s=3, loop_guard={"enabled": False})
+    short_request_finishes(path)  # warm: the openai client imported, the server's first request done
+    closed_before = disconnects(engine)
     started = time.perf_counter()
-    _, result = generate(path, COUNT)
+    _, result = generate(path, RawText(COUNT))
     assert result.finish_reason == "timeout" and result.text.strip()
-    assert time.perf_counter() - started < 1.5 + 1.5
-    after = short_request_finishes(path)  # the server stopped the timed-out generation: its stream was closed
+    assert time.perf_counter() - started < 3 + 1.5
+    assert saw_disconnect(engine, closed_before)  # the server saw the stream closed (and stopped generating)
+    after = short_request_finishes(path)
     assert after.finish_reason in ("stop", "length"), after
 
 
 def test_ctrl_c_cancels_with_the_partial_text_and_frees_the_server(engine: LlamaServer,
                                                                    remote_config: Callable[..., Path]) -> None:
-    path = config(engine, remote_config, max_tokens=1900, timeout_s=120, loop_guard={"enabled": False})
+    path = config(engine, remote_config, max_tokens=1900, timeout_s=120, loop_guard={"enabled": False},
+                  prompt_format="completion", completion_template="{task}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GGROUTE_")}
+    closed_before = disconnects(engine)
     proc = subprocess.Popen([sys.executable, "-m", "ggroute.cli", "generate", "--model", "main", COUNT, "-c",
                              str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdout is not None
@@ -108,6 +129,7 @@ def test_ctrl_c_cancels_with_the_partial_text_and_frees_the_server(engine: Llama
     assert b"finish=cancelled" in err and b"interrupted" in err
     [line] = log_lines(path)
     assert line["finish_reason"] == "cancelled" and line["backend"] == "openai"
+    assert saw_disconnect(engine, closed_before)
     after = short_request_finishes(path)
     assert after.finish_reason in ("stop", "length"), after
 
