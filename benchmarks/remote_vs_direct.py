@@ -4,10 +4,11 @@ with the `openai` client, side by side in one run.
     python benchmarks/remote_vs_direct.py [--rounds 10] [--max-tokens 128] [--threads 1] [--context 2048]
 
 Starts llama-cpp-python's own OpenAI server (`python -m llama_cpp.server`, `pip install 'ggroute[serve-bench]'`)
-with SmolLM2 on a free loopback port. Each round sends the same streamed chat request twice, alternating which
-goes first: once through ggroute (a config whose model is `"backend": "openai"` at that server, through
-`Pipeline.generate`, as `ggroute generate` does) and once with `openai.OpenAI(...).chat.completions.create(...,
-stream=True)`, the same request body. The prompt counts numbers, so every request runs to max_tokens (the loop
+with SmolLM2 on a free loopback port. Each round sends the same streamed completion request twice, alternating
+which goes first: once through ggroute (a config whose model is `"backend": "openai"` at that server with
+`prompt_format` completion, through `Pipeline.generate`, as `ggroute generate` does) and once with
+`openai.OpenAI(...).completions.create(..., stream=True)`, the same request body. The prompt is a count
+(`1, 2, 3, ...`) that SmolLM2 continues for thousands of tokens, so every request runs to max_tokens (the loop
 guard is off for it: counting looks like a loop to it). Both sides measure decode the same way: tokens after the
 first / first to last text chunk (ggroute: its `timings.decode_tokens_per_s`, from the stream unless the server
 sends timings). Prints a JSON report: medians per side and the ratio ggroute / direct (1.0 = no overhead).
@@ -35,7 +36,7 @@ from ggroute.models.config import SMOLLM2_PATH, load_config
 from ggroute.models.locate import resolve_model_path
 from ggroute.router.pipeline import Pipeline
 
-PROMPT = "Count from 1 to 1000, one number per line, with no other text."
+PROMPT = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
 ALIAS = "smollm2"
 
 
@@ -72,7 +73,8 @@ def write_config(folder: Path, url: str, max_tokens: int) -> Path:
     path = folder / "config.json"
     path.write_text(json.dumps({
         "models": {"main": {"backend": "openai", "base_url": url, "model": ALIAS, "max_tokens": max_tokens,
-                            "timeout_s": 600, "read_timeout_s": 120, "loop_guard": {"enabled": False}}},
+                            "timeout_s": 600, "read_timeout_s": 120, "loop_guard": {"enabled": False},
+                            "prompt_format": "completion", "completion_template": "{task}"}},
         "log_file": str(folder / "requests.jsonl"),
     }), encoding="utf-8")
     return path
@@ -94,14 +96,14 @@ def direct(client: openai.OpenAI, max_tokens: int) -> dict[str, Any]:
     chunks = 0
     usage_tokens = None
     finish = None
-    stream = client.chat.completions.create(
-        model=ALIAS, messages=[{"role": "user", "content": PROMPT}], max_tokens=max_tokens, temperature=0.0,
-        top_p=0.95, presence_penalty=0.0, frequency_penalty=0.0, stream=True, stream_options={"include_usage": True})
+    stream = client.completions.create(
+        model=ALIAS, prompt=PROMPT, max_tokens=max_tokens, temperature=0.0, top_p=0.95, presence_penalty=0.0,
+        frequency_penalty=0.0, stream=True, stream_options={"include_usage": True})
     for chunk in stream:
         if chunk.usage is not None:
             usage_tokens = chunk.usage.completion_tokens
         for choice in chunk.choices:
-            if choice.delta.content:
+            if choice.text:
                 last = time.perf_counter()
                 first = first or last
                 chunks += 1
