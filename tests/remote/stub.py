@@ -114,7 +114,7 @@ class Stub:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="error",
-                                               lifespan="off"))
+                                               lifespan="off", timeout_graceful_shutdown=0.5))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 10
