@@ -131,7 +131,7 @@ def test_ctrl_c_mid_sweep_prints_what_was_measured(write_config, test_config) ->
                "--threads", "1,2", "--batch", "64,128", "--json", "-c", str(config)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200"})
-    time.sleep(10)  # at least one combination measured, the sweep far from done
+    time.sleep(15)  # at least one combination measured (two on an idle machine), the sweep far from done
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
