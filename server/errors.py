@@ -18,11 +18,13 @@ from ggroute.core.errors import (
     PoolBusyError,
     PromptTooLongError,
     UnknownModelError,
+    UpstreamError,
     UsageError,
 )
 
 INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"
+UPSTREAM_OVER_QUEUE = (429, 503)  # an engine saying it is over its queue (models/remote/stream.py reads them so)
 
 
 class ApiError(Exception):
@@ -75,6 +77,11 @@ def from_ggroute(exc: GgrouteError, retry_after_s: float = 5.0) -> ApiError:
         return ApiError(400, message)
     if isinstance(exc, PoolBusyError):
         return ApiError(503, message, type=SERVER_ERROR, code="pool_busy", headers=retry_after(retry_after_s))
+    if isinstance(exc, UpstreamError):  # a remote model's engine failed: the server is a gateway to it
+        if exc.status in UPSTREAM_OVER_QUEUE:
+            return ApiError(503, message, type=SERVER_ERROR, code="upstream_over_queue",
+                            headers=retry_after(retry_after_s))
+        return ApiError(502, message, type=SERVER_ERROR, code="upstream_error")
     if isinstance(exc, OverBudgetError):
         return ApiError(500, message, type=SERVER_ERROR, code="over_memory_budget")
     if isinstance(exc, ConfigError):

@@ -1,15 +1,17 @@
 """`ggroute serve` in front of remote models (a real server process; the stub as the engine): a request naming a
-remote model streams through, its usage comes back, and a failing engine is an OpenAI-style error naming it."""
+remote model streams through, its usage comes back, a failing engine is a 502 or 503 naming it."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 
+from ggroute.models.config import SMOLLM2_PATH
 from tests.remote.conftest import remote_model
 from tests.remote.stub import Stub
 from tests.server.conftest import ServerProcess, openai_client
@@ -19,12 +21,23 @@ from tests.server.conftest import ServerProcess, openai_client
 def served(stub: Stub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("serve-remote")
     config = folder / "config.json"
-    config.write_text(json.dumps({"models": {"main": remote_model(stub.url + "/v1", "ok"),
-                                             "busy": remote_model(stub.url + "/v1", "http-503")},
-                                  "log_file": str(folder / "requests.jsonl")}), encoding="utf-8")
+    url = stub.url + "/v1"
+    config.write_text(json.dumps({
+        "models": {"router": {"path": SMOLLM2_PATH, "context_size": 1024, "n_threads": 1},  # header read only
+                   "main": remote_model(url, "ok"), "busy": remote_model(url, "http-503"),
+                   "broken": remote_model(url, "http-500"), "spare": remote_model(url, "ok"),
+                   "slowpoke": remote_model(url, "slow", max_tokens=20)},
+        "router": {"model": "router", "default_route": "flaky", "routes": {
+            "flaky": {"model": "busy", "fallback": "spare", "description": "everything"},
+            "patient": {"model": "broken", "fallback": "slowpoke", "description": "nothing"}}},
+        "log_file": str(folder / "requests.jsonl")}), encoding="utf-8")
     server = ServerProcess(Path(config))
     yield server
     assert server.stop() == 0, server.stderr
+
+
+def ask(served: ServerProcess, model: str) -> Any:
+    return openai_client(served).chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
 
 
 def test_a_remote_model_streams_through_ggroute_serve(served: ServerProcess) -> None:
@@ -39,7 +52,18 @@ def test_a_remote_model_streams_through_ggroute_serve(served: ServerProcess) -> 
     assert line["backend"] == "openai" and line["remote"]["upstream_model"] == "ok"
 
 
-def test_a_failing_engine_is_an_error_naming_it(served: ServerProcess, stub: Stub) -> None:
+def test_an_engine_over_its_queue_is_a_503_with_retry_after(served: ServerProcess, stub: Stub) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
-        openai_client(served).chat.completions.create(model="busy", messages=[{"role": "user", "content": "hi"}])
+        ask(served, "busy")  # named directly: no fallback
+    assert caught.value.status_code == 503 and caught.value.response.headers["Retry-After"].isdigit()
     assert f"model 'busy': {stub.url}/v1 is over its queue: HTTP 503" in str(caught.value)
+    error = caught.value.response.json()["error"]
+    assert error["type"] == "server_error" and error["code"] == "upstream_over_queue"
+
+
+def test_a_failing_engine_is_a_502_bad_gateway(served: ServerProcess, stub: Stub) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(served, "broken")
+    assert caught.value.status_code == 502
+    error = caught.value.response.json()["error"]
+    assert error["code"] == "upstream_error" and f"model 'broken': {stub.url}/v1 failed: HTTP 500" in error["message"]
