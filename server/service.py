@@ -49,6 +49,8 @@ class ModelRow(TypedDict):
     estimate_bytes: int | None
     context_size: int | None
     error: str | None
+    backend: str  # "llama.cpp" (local) or "openai" (remote: no memory estimate, served at base_url)
+    base_url: str | None
 
 
 class ModelsStatus(TypedDict):
@@ -278,15 +280,19 @@ class Service:
         for name in catalog.names:
             loaded, holders, loading = pool.get(name, (False, 0, False))
             queue = self.queues[name]
-            estimate = context = error = None
-            try:
-                plan = catalog.spec(name).plan
-                estimate, context = plan.own_bytes, plan.context_size
-            except GgrouteError as exc:  # a missing file: the page says so, the other models still serve
-                error = str(exc)
+            estimate = context = error = base_url = None
+            settings = self.loaded.model(name)
+            if settings.is_remote:  # no file, no memory plan: served by the engine at base_url
+                base_url = settings.base_url
+            else:
+                try:
+                    plan = catalog.spec(name).plan
+                    estimate, context = plan.own_bytes, plan.context_size
+                except GgrouteError as exc:  # a missing file: the page says so, the other models still serve
+                    error = str(exc)
             rows.append({"name": name, "loaded": loaded, "loading": loading, "busy": queue.busy or holders > 0,
                          "queued": len(queue.waiting), "estimate_bytes": estimate, "context_size": context,
-                         "error": error})
+                         "error": error, "backend": settings.backend, "base_url": base_url})
         return {"memory_budget_bytes": catalog.budget_bytes, "used_bytes": self.pipeline.pool.used_bytes(),
                 "models": rows}
 

@@ -47,7 +47,10 @@ def _models_table(status: ModelsStatus) -> str:
     for m in status["models"]:
         estimate = m["estimate_bytes"]
         error = f'<span class="warn">{escape(m["error"] or "")}</span>'
-        plan = f"{estimate / MB:.0f} MB" if estimate is not None else error
+        if m["base_url"] is not None:
+            plan = f"remote ({escape(m['backend'])}) at {escape(m['base_url'])}"
+        else:
+            plan = f"{estimate / MB:.0f} MB" if estimate is not None else error
         rows.append(
             f"<tr><td>{escape(m['name'])}</td><td class=num>{plan}</td><td class=num>{_num(m['context_size'])}</td>"
             f"<td>{_flag(m['loaded'])}{' (loading)' if m['loading'] else ''}</td><td>{_flag(m['busy'])}</td>"

@@ -1,5 +1,6 @@
 """`ggroute serve` in front of remote models (a real server process; the stub as the engine): a request naming a
-remote model streams through, its usage comes back, a failing engine is a 502 or 503 naming it."""
+remote model streams through, its usage comes back, a failing engine is a 502 or 503 naming it and the
+status shows remote models as remote."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -67,3 +69,18 @@ def test_a_failing_engine_is_a_502_bad_gateway(served: ServerProcess, stub: Stub
     assert caught.value.status_code == 502
     error = caught.value.response.json()["error"]
     assert error["code"] == "upstream_error" and f"model 'broken': {stub.url}/v1 failed: HTTP 500" in error["message"]
+
+
+def models(served: ServerProcess) -> dict[str, Any]:
+    rows = httpx.get(served.url + "/ggroute/models", timeout=10).json()["models"]
+    return {row["name"]: row for row in rows}
+
+
+def test_status_shows_remote_models_as_remote(served: ServerProcess, stub: Stub) -> None:
+    rows = models(served)
+    main = rows["main"]
+    assert main["error"] is None and main["estimate_bytes"] is None and main["context_size"] is None
+    assert main["backend"] == "openai" and main["base_url"] == stub.url + "/v1"
+    assert rows["router"]["backend"] == "llama.cpp" and rows["router"]["base_url"] is None
+    page = httpx.get(served.url + "/", timeout=10).text
+    assert f"remote (openai) at {stub.url}/v1" in page and "is remote (backend" not in page
