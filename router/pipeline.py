@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 from ggroute.core.errors import ConfigError, UpstreamError
 from ggroute.core.tasks import validate_task
@@ -89,11 +89,16 @@ class Pipeline:
         started: float | None = None,
         log_extra: dict[str, object] | None = None,
         fallback: str | None = None,
+        fallback_turn: Callable[[str], AbstractContextManager[object]] | None = None,
+        fallback_options: RequestOptions | None = None,
     ) -> Iterator[Generation]:
         """Lease `model_name` and yield a Generation to iterate; the request is logged when it ends.
 
         With `fallback` (a route's), the generation is started here, up to its first token: a failure of the
-        model's server before it runs the request on `fallback` instead (module docstring).
+        model's server before it runs the request on `fallback` instead (module docstring). `fallback_turn(name)`,
+        when given, is entered before the fallback model is leased and held until the generation ends: the
+        server waits there for that model's turn in its queue. `fallback_options` replace `options` on the
+        fallback (the server caps a request's limits at each model's own).
         """
         started = started if started is not None else time.perf_counter()
         task = validate_input(task)
@@ -115,10 +120,13 @@ class Pipeline:
                         raise
                     log.warning("%s; running the request on the route's fallback model '%s'", exc, fallback)
                     held.close()  # the failed model's lease
+                    if fallback_turn is not None:
+                        held.enter_context(fallback_turn(fallback))
                     lease = held.enter_context(self.pool.acquire(fallback))
                     generation = Generation(
-                        lease.model, task, options, cancel=cancel, started=started, load_s=lease.load_s,
-                        evicted=lease.evicted, fallback=Fallback(from_model=model_name, reason=str(exc)),
+                        lease.model, task, fallback_options or options, cancel=cancel, started=started,
+                        load_s=lease.load_s, evicted=lease.evicted,
+                        fallback=Fallback(from_model=model_name, reason=str(exc)),
                     )
             try:
                 yield generation

@@ -95,7 +95,7 @@ def create_app(service: Service) -> Starlette:
             job = await service.start(parsed, decision, endpoint, disconnected)
         except ClientGone:
             return Response(status_code=499)  # nobody reads it; uvicorn's access log shows it
-        ids = responses.ResponseIds(kind, decision.model)
+        ids = responses.ResponseIds(kind, job.model or decision.model)  # a route's fallback may answer
         if parsed.stream:
             return EventSourceResponse(stream(job, ids), sep="\n", ping=15,
                                        shutdown_grace_period=SHUTDOWN_GRACE_S)

@@ -64,6 +64,7 @@ def ggroute_info(result: GenerationResult, decision: Decision, queue_wait_s: flo
         "cached_prompt_tokens": result.usage.cached_prompt_tokens, "limits": result.limits.model_dump(),
         "evicted": result.evicted,
         "repetition": result.repetition.model_dump() if result.repetition is not None else None,
+        "fallback": result.fallback.model_dump() if result.fallback is not None else None,
     }
 
 

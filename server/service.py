@@ -14,9 +14,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TypedDict, TypeVar
 
@@ -96,6 +96,7 @@ class Job:
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
     result: GenerationResult | None = None
+    model: str | None = None  # the model generating: the decision's, or its route's fallback
 
     def emit(self, kind: str, payload: object) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, payload))
@@ -189,27 +190,83 @@ class Service:
         kind, payload = await self.next_event(job, disconnected)
         if kind == "error":
             raise self.api_error(payload)
+        if isinstance(payload, Generation):
+            job.model = payload.model.spec.name
         return job
 
-    def _work(self, job: Job, endpoint: str) -> None:
-        """The worker thread: lease the model, generate under the request's limits, log one line."""
-        request = job.request
-        settings = self.loaded.model(job.decision.model)
-        options = RequestOptions(
+    def _fallback_of(self, decision: Decision) -> str | None:
+        """The route's fallback model, as `ggroute run` passes it: only when the request chose the route (`auto`
+        or a route's name), never for a model named directly."""
+        router = self.loaded.config.router
+        if decision.route is None or router is None:
+            return None
+        route = router.routes.get(decision.route.route)
+        return route.fallback if route is not None else None
+
+    @contextmanager
+    def _fallback_turn(self, job: Job, name: str, deadline: float) -> Iterator[None]:
+        """In the worker thread: wait for the fallback model's turn in its queue (it may be serving others) and
+        hold it until the generation ends; give up when the client leaves, the server stops or timeout_s passes."""
+        queue = self.queues[name]
+
+        async def take_turn() -> bool:
+            task = asyncio.ensure_future(queue.turn())
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+                if done:
+                    task.result()
+                    return True
+                if job.cancel.is_set() or time.perf_counter() > deadline:
+                    task.cancel()  # turn() leaves the queue, or passes on a turn granted meanwhile
+                    return False
+
+        try:
+            granted = asyncio.run_coroutine_threadsafe(take_turn(), job.loop).result()
+        except QueueFull as exc:
+            raise ApiError(503, f"the route's model failed and its fallback: {exc}", type="server_error",
+                           code="fallback_busy", headers=retry_after(exc.retry_after_s)) from None
+        if not granted:
+            raise ApiError(503, f"the route's model failed and its fallback model '{name}' stayed busy until the "
+                           "request was cancelled or its timeout_s passed", type="server_error",
+                           code="fallback_busy", headers=retry_after(queue.retry_after_s()))
+        held = time.perf_counter()
+        try:
+            yield
+        finally:
+            job.loop.call_soon_threadsafe(queue.release, time.perf_counter() - held)
+
+    def _options(self, request: ParsedRequest, model: str) -> RequestOptions:
+        """The request's limits, each capped at the model's own."""
+        settings = self.loaded.model(model)
+        return RequestOptions(
             max_tokens=min(request.max_tokens or settings.max_tokens, settings.max_tokens),
             timeout_s=min(request.timeout_s or settings.timeout_s, settings.timeout_s),
             temperature=request.temperature, seed=request.seed, stop=request.stop,
         )
+
+    def _work(self, job: Job, endpoint: str) -> None:
+        """The worker thread: lease the model, generate under the request's limits, log one line."""
+        request = job.request
+        options = self._options(request, job.decision.model)
+        fallback = self._fallback_of(job.decision)
+        fallback_options = self._options(request, fallback) if fallback is not None else None
+
+        def fallback_turn(name: str) -> AbstractContextManager[None]:
+            limit = fallback_options.timeout_s if fallback_options is not None else None
+            return self._fallback_turn(job, name, job.started + (limit or 0.0))
+
         extra = {**job.decision.log_fields(), "endpoint": endpoint, "requested_model": request.model,
                  "stream": request.stream, "queue_wait_s": round(job.queue_wait_s, 4), "user": request.user}
         try:
             with self.pipeline.generate(job.decision.model, request.task, options, cancel=job.cancel,
-                                        started=job.started, log_extra=extra) as generation:
+                                        started=job.started, log_extra=extra, fallback=fallback,
+                                        fallback_turn=fallback_turn, fallback_options=fallback_options,
+                                        ) as generation:
                 job.emit("started", generation)
                 self._produce(job, generation)
             job.result = generation.result
             job.emit("done", generation.result)
-        except GgrouteError as exc:
+        except (GgrouteError, ApiError) as exc:  # ApiError: the fallback's queue (full, shutting down)
             job.emit("error", exc)
         except Exception as exc:  # a bug: the client gets a 500, the server log the traceback
             log.exception("request on model '%s' failed", job.decision.model)

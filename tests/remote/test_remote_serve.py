@@ -1,10 +1,12 @@
 """`ggroute serve` in front of remote models (a real server process; the stub as the engine): a request naming a
-remote model streams through, its usage comes back, a failing engine is a 502 or 503 naming it and the
-status shows remote models as remote."""
+remote model streams through, its usage comes back, a failing engine is a 502 or 503 naming it, a route's
+fallback answers for a failing engine (only when the request chose the route), and the status shows remote
+models as remote."""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from ggroute.models.config import SMOLLM2_PATH
 from tests.remote.conftest import remote_model
 from tests.remote.stub import Stub
-from tests.server.conftest import ServerProcess, openai_client
+from tests.server.conftest import ServerProcess, openai_client, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,56 @@ def test_a_failing_engine_is_a_502_bad_gateway(served: ServerProcess, stub: Stub
     assert caught.value.status_code == 502
     error = caught.value.response.json()["error"]
     assert error["code"] == "upstream_error" and f"model 'broken': {stub.url}/v1 failed: HTTP 500" in error["message"]
+
+
+def test_a_route_named_in_the_request_falls_back_and_says_why(served: ServerProcess) -> None:
+    response = ask(served, "flaky")
+    assert response.choices[0].message.content == "Hello, world." and response.model == "spare"
+    info = response.model_extra["ggroute"]
+    assert info["route"] == "flaky" and info["model"] == "spare"
+    assert info["fallback"]["from_model"] == "busy" and "is over its queue: HTTP 503" in info["fallback"]["reason"]
+    line = served.log_lines()[-1]
+    assert line["model"] == "spare" and line["route"] == "flaky" and line["requested_model"] == "flaky"
+    assert line["fallback"]["from_model"] == "busy" and "HTTP 503" in line["fallback"]["reason"]
+    assert "running the request on the route's fallback model 'spare'" in served.stderr
+
+
+def test_auto_falls_back_on_the_route_it_chose(served: ServerProcess) -> None:
+    # Both routes' engines fail: whichever route the router picks, its fallback answers, within its own limits.
+    response = ask(served, "auto")
+    info = response.model_extra["ggroute"]
+    route_model, fallback = {"flaky": ("busy", "spare"), "patient": ("broken", "slowpoke")}[info["route"]]
+    assert info["fallback"]["from_model"] == route_model and response.model == info["model"] == fallback
+    assert response.usage.completion_tokens == (20 if fallback == "slowpoke" else 4)  # slowpoke: max_tokens 20
+    line = served.log_lines()[-1]
+    assert line["requested_model"] == "auto" and line["fallback"]["from_model"] == route_model
+
+
+def test_a_healthy_answer_has_no_fallback(served: ServerProcess) -> None:
+    info = ask(served, "main").model_extra["ggroute"]
+    assert info["fallback"] is None and info["model"] == "main"
+
+
+def test_the_fallback_waits_for_its_models_turn(served: ServerProcess, stub: Stub) -> None:
+    """slowpoke is serving a request when route `patient` falls back to it: the fallback queues behind it."""
+    answers: dict[str, Any] = {}
+
+    def call(model: str) -> None:
+        answers[model] = ask(served, model)
+
+    direct = threading.Thread(target=call, args=("slowpoke",))
+    direct.start()
+    assert wait_until(lambda: models(served)["slowpoke"]["busy"])
+    routed = threading.Thread(target=call, args=("patient",))
+    routed.start()
+    assert wait_until(lambda: models(served)["slowpoke"]["queued"] == 1), "the fallback did not queue for its turn"
+    direct.join(30)
+    routed.join(30)
+    assert answers["slowpoke"].usage.completion_tokens == 20
+    fallback = answers["patient"].model_extra["ggroute"]["fallback"]
+    assert answers["patient"].model == "slowpoke" and "HTTP 500" in fallback["reason"]
+    assert answers["patient"].usage.completion_tokens == 20
+    assert not models(served)["slowpoke"]["busy"]
 
 
 def models(served: ServerProcess) -> dict[str, Any]:
