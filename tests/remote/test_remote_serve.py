@@ -21,9 +21,7 @@ from tests.remote.stub import Stub
 from tests.server.conftest import ServerProcess, openai_client, wait_until
 
 
-@pytest.fixture(scope="module")
-def served(stub: Stub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    folder = tmp_path_factory.mktemp("serve-remote")
+def start_server(stub: Stub, folder: Path, **server: Any) -> ServerProcess:
     config = folder / "config.json"
     url = stub.url + "/v1"
     config.write_text(json.dumps({
@@ -34,8 +32,13 @@ def served(stub: Stub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         "router": {"model": "router", "default_route": "flaky", "routes": {
             "flaky": {"model": "busy", "fallback": "spare", "description": "everything"},
             "patient": {"model": "broken", "fallback": "slowpoke", "description": "nothing"}}},
-        "log_file": str(folder / "requests.jsonl")}), encoding="utf-8")
-    server = ServerProcess(Path(config))
+        "log_file": str(folder / "requests.jsonl"), "server": server}), encoding="utf-8")
+    return ServerProcess(config)
+
+
+@pytest.fixture(scope="module")
+def served(stub: Stub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_server(stub, tmp_path_factory.mktemp("serve-remote"))
     yield server
     assert server.stop() == 0, server.stderr
 
@@ -121,6 +124,25 @@ def test_the_fallback_waits_for_its_models_turn(served: ServerProcess, stub: Stu
     assert answers["patient"].model == "slowpoke" and "HTTP 500" in fallback["reason"]
     assert answers["patient"].usage.completion_tokens == 20
     assert not models(served)["slowpoke"]["busy"]
+
+
+def test_a_fallback_whose_queue_is_full_is_a_503_and_frees_every_turn(stub: Stub, tmp_path: Path) -> None:
+    server = start_server(stub, tmp_path, queue_size=0)  # nobody may wait: a busy model refuses at once
+    try:
+        direct = threading.Thread(target=ask, args=(server, "slowpoke"))
+        direct.start()
+        assert wait_until(lambda: models(server)["slowpoke"]["busy"])
+        with pytest.raises(openai.APIStatusError) as caught:
+            ask(server, "patient")
+        assert caught.value.status_code == 503 and caught.value.response.headers["Retry-After"].isdigit()
+        error = caught.value.response.json()["error"]
+        assert error["code"] == "fallback_busy" and "model 'slowpoke' is busy" in error["message"]
+        direct.join(30)
+        rows = models(server)
+        assert not rows["slowpoke"]["busy"] and not rows["broken"]["busy"]  # both turns were given back
+        assert ask(server, "patient").model_extra["ggroute"]["fallback"]["from_model"] == "broken"
+    finally:
+        assert server.stop() == 0, server.stderr
 
 
 def models(served: ServerProcess) -> dict[str, Any]:
