@@ -123,7 +123,10 @@ def test_ctrl_c_cancels_with_the_partial_text_and_frees_the_server(engine: Llama
         pytest.fail(f"no text within 60 s: {proc.communicate()[1]!r}")
     first = os.read(proc.stdout.fileno(), 256)  # text is streaming (unbuffered: select sees the rest)
     while not first.strip() and select.select([proc.stdout], [], [], 30)[0]:  # up to a visible character
-        first += os.read(proc.stdout.fileno(), 256)
+        chunk = os.read(proc.stdout.fileno(), 256)
+        if not chunk:  # the process ended: the assertions below say how
+            break
+        first += chunk
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
