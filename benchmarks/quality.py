@@ -40,6 +40,7 @@ from ggroute.models.config import LoadedConfig
 from ggroute.models.generate import RequestOptions
 from ggroute.router.pipeline import Pipeline
 
+REQUEST_KEYS = {"stop_after_code", "prompt"}
 LOOP_TAIL_CHARS = 600
 LOOP_COMPRESSION = 0.25
 
@@ -92,6 +93,9 @@ def measure(config: str | None, route: str, variant: Variant, limit: int | None,
     model = router.routes[route].model
     request = {key.removeprefix("request."): value for key, value in variant.settings.items()
                if key.startswith("request.")}
+    if unknown := sorted(set(request) - REQUEST_KEYS):  # a typo would silently measure the shipped setting
+        raise SystemExit(f"variant '{variant.name}': unknown request.{unknown[0]} "
+                         f"(known: {', '.join(sorted(REQUEST_KEYS))})")
     loaded = load_with_overrides(config, [f"models.{model}.{key}={json.dumps(value)}"
                                           for key, value in variant.settings.items() if not key.startswith("request.")])
     spec = ModelCatalog(loaded).spec(model)
