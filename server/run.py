@@ -32,14 +32,17 @@ class _Server(uvicorn.Server):
     """uvicorn's server with two changes: a signal also cancels the service's generations, and the signal is not
     raised again once the server has stopped (uvicorn does that; ggroute exits 0 after a clean shutdown)."""
 
-    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+    def __init__(self, config: uvicorn.Config, service: Service, on_listening: Callable[[], None]) -> None:
         super().__init__(config)
         self.service = service
+        self.on_listening = on_listening
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.started:  # the socket accepts connections only now: bind_socket() does not listen()
+            self.on_listening()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -73,9 +76,7 @@ def serve(loaded: LoadedConfig, host: str, port: int, *, ready: Callable[[str], 
             raise UsageError(f"cannot listen on {host}:{port}: {exc}; pick another --host or --port") from None
         bound = sock.getsockname()
         url = f"http://{'[' + host + ']' if ':' in host else host}:{bound[1]}"
-        if ready is not None:
-            ready(url)
-        _Server(config, service).run(sockets=[sock])
+        _Server(config, service, lambda: ready(url) if ready is not None else None).run(sockets=[sock])
     finally:
         service.close()
     left = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
