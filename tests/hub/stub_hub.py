@@ -1,0 +1,219 @@
+"""A stub of the Hugging Face Hub's file API on loopback, for tests that must not reach the internet.
+
+It answers what huggingface_hub (2.x) sends for `hf_hub_download`, `get_hf_file_metadata`, `http_get` and
+`HfApi.list_repo_files`:
+
+  HEAD/GET /{owner}/{repo}/resolve/{revision}/{path}   ETag, X-Repo-Commit, Content-Length, Accept-Ranges;
+                                                        GET honours `Range: bytes=N-` (206, Content-Range)
+  GET /api/models/{owner}/{repo}/tree/{revision}        the files as JSON (one page)
+  errors as the Hub sends them: 401/403/404 with X-Error-Code RepoNotFound, GatedRepo, RevisionNotFound,
+  EntryNotFound (huggingface_hub maps those headers to its exception classes)
+
+Faults for tests: `cut_after` (close the connection after that many body bytes of the next GET, once),
+`wrong_etag` (announce a checksum the bytes do not have), a gated repo that wants a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+_CHUNK = 1 << 20
+_RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+_TREE = re.compile(r"^/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?$")
+
+
+@dataclass
+class StubFile:
+    path: Path  # the bytes served
+    sha256: str = ""
+    wrong_etag: bool = False  # announce an ETag the bytes do not match
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            digest = hashlib.sha256()
+            with self.path.open("rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+            self.sha256 = digest.hexdigest()
+
+    @property
+    def etag(self) -> str:
+        return "0" * 64 if self.wrong_etag else self.sha256
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+@dataclass
+class StubRepo:
+    files: dict[str, StubFile]
+    commit: str = "a" * 40
+    branches: dict[str, str] = field(default_factory=dict)  # extra revision names -> commit
+    gated_token: str | None = None  # set: a request without `Authorization: Bearer <it>` is refused
+
+    def commit_of(self, revision: str) -> str | None:
+        if revision in ("main", self.commit):
+            return self.commit
+        return self.branches.get(revision)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    range: str | None
+
+
+class StubHub:
+    def __init__(self) -> None:
+        self.repos: dict[str, StubRepo] = {}
+        self.requests: list[Request] = []
+        self.cut_after: int | None = None  # next GET of a file body: close after this many bytes (once)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> StubHub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def body_gets(self) -> list[Request]:
+        return [r for r in self.requests if r.method == "GET" and "/resolve/" in r.path]
+
+
+def _handler(hub: StubHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet
+            return
+
+        def do_HEAD(self) -> None:
+            self._serve(body=False)
+
+        def do_GET(self) -> None:
+            self._serve(body=True)
+
+        def _serve(self, body: bool) -> None:
+            path = unquote(urlsplit(self.path).path)
+            hub.requests.append(Request(self.command, path, self.headers.get("Range")))
+            if match := _RESOLVE.match(path):
+                self._resolve(*match.groups(), body=body)
+            elif match := _TREE.match(path):
+                self._tree(match.group(1), match.group(2))
+            else:
+                self._error(404, None, "not found")
+
+        def _repo(self, repo_id: str, revision: str) -> tuple[StubRepo, str] | None:
+            repo = hub.repos.get(repo_id)
+            if repo is None:
+                self._error(401, "RepoNotFound", "Repository not found")
+                return None
+            if repo.gated_token is not None and self.headers.get("Authorization") != f"Bearer {repo.gated_token}":
+                status = 403 if self.headers.get("Authorization") else 401
+                self._error(status, "GatedRepo", "Access to model is restricted")
+                return None
+            commit = repo.commit_of(revision)
+            if commit is None:
+                self._error(404, "RevisionNotFound", "Invalid rev id")
+                return None
+            return repo, commit
+
+        def _resolve(self, repo_id: str, revision: str, filename: str, body: bool) -> None:
+            found = self._repo(repo_id, revision)
+            if found is None:
+                return
+            repo, commit = found
+            stub = repo.files.get(filename)
+            if stub is None:
+                self._error(404, "EntryNotFound", "Entry not found", commit=commit)
+                return
+            size, start = stub.size, 0
+            requested = self.headers.get("Range")
+            if body and requested and (m := re.fullmatch(r"bytes=(\d+)-", requested)):
+                start = int(m.group(1))
+            if start >= size and start > 0:
+                self._error(416, None, "Range not satisfiable")
+                return
+            self.send_response(206 if start else 200)
+            self.send_header("ETag", f'"{stub.etag}"')
+            self.send_header("X-Repo-Commit", commit)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(size - start))
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+            self.end_headers()
+            if body:
+                try:
+                    self._send_body(stub.path, start)
+                except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (a test's Ctrl+C)
+                    self.close_connection = True
+
+        def _send_body(self, path: Path, start: int) -> None:
+            limit, hub.cut_after = hub.cut_after, None
+            sent = 0
+            with path.open("rb") as handle:
+                handle.seek(start)
+                while chunk := handle.read(_CHUNK):
+                    if limit is not None and sent + len(chunk) > limit:
+                        self.wfile.write(chunk[: limit - sent])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.close()  # mid-body: the client sees a short read
+                        return
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+
+        def _tree(self, repo_id: str, revision: str) -> None:
+            found = self._repo(repo_id, revision)
+            if found is None:
+                return
+            repo, _ = found
+            entries = [
+                {"type": "file", "path": name, "size": f.size, "oid": f.sha256[:40],
+                 "lfs": {"size": f.size, "oid": f.sha256, "pointerSize": 134}}
+                for name, f in sorted(repo.files.items())
+            ]
+            self._json(200, entries)
+
+        def _json(self, status: int, data: object) -> None:
+            payload = json.dumps(data).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _error(self, status: int, code: str | None, message: str, commit: str | None = None) -> None:
+            payload = json.dumps({"error": message}).encode()
+            self.send_response(status)
+            if code is not None:
+                self.send_header("X-Error-Code", code)
+            self.send_header("X-Error-Message", message)
+            if commit is not None:
+                self.send_header("X-Repo-Commit", commit)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)) if self.command != "HEAD" else "0")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+    return Handler
