@@ -8,11 +8,12 @@ checks that the file is complete before llama.cpp sees it (llama.cpp can abort t
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from ggroute.core.errors import ModelFileError
+from ggroute.models.hub_ref import split_parts
 
 GGUF_MAGIC = b"GGUF"
 _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -217,7 +218,25 @@ def _tensor_bytes(type_id: int, dims: list[int]) -> int:
 
 
 def read_gguf_info(path: Path) -> GGUFInfo:
-    """Parse the header and tensor table of a GGUF file; raise ModelFileError if it is not complete GGUF."""
+    """Parse the header and tensor table of a GGUF file; raise ModelFileError if it is not complete GGUF.
+
+    For the first part of a split model (`split.count` > 1, named NAME-00001-of-0000N.gguf) every part is read
+    and checked, and the sizes are the whole model's."""
+    info = _read_one(path)
+    count = info.metadata.get("split.count")
+    if not isinstance(count, int) or count <= 1 or info.metadata.get("split.no", 0) != 0:
+        return info
+    parts = split_parts(path.name)
+    if len(parts) != count:
+        raise ModelFileError(f"{path}: its header says the model is split into {count} files, but the name is not "
+                             f"the first of {count} (NAME-00001-of-{count:05d}.gguf): keep the names llama.cpp wrote")
+    others = [_read_one(path.with_name(part)) for part in parts[1:]]
+    return replace(info, file_size=info.file_size + sum(o.file_size for o in others),
+                   weight_bytes=info.weight_bytes + sum(o.weight_bytes for o in others),
+                   tensor_count=info.tensor_count + sum(o.tensor_count for o in others))
+
+
+def _read_one(path: Path) -> GGUFInfo:
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
     if not path.is_file():

@@ -22,6 +22,7 @@ SMOL_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
 SMOL_FILE = "SmolLM2-135M-Instruct-Q4_1.gguf"
 SMOL_REF = f"hf:{SMOL_REPO}/{SMOL_FILE}"
 GATED_REPO = "gated-org/Gated-GGUF"
+SPLIT_REPO = "split-org/Tiny-GGUF"
 GATED_TOKEN = "hf_test_token_for_the_stub"
 
 
@@ -39,7 +40,28 @@ def not_gguf_file(tmp_path_factory: pytest.TempPathFactory) -> StubFile:
 
 
 @pytest.fixture(scope="session")
-def hub(smol_stub_file: StubFile, not_gguf_file: StubFile) -> Iterator[StubHub]:
+def split_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, StubFile]:
+    """A tiny model in two GGUF parts, written by the gguf package as llama.cpp's gguf-split would."""
+    import gguf
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("split")
+    writer = gguf.GGUFWriter(folder / "Tiny-Q8_0.gguf", "llama", split_max_tensors=2)
+    writer.add_block_count(1)
+    writer.add_embedding_length(64)
+    writer.add_head_count(4)
+    writer.add_vocab_size(32)
+    for i in range(4):
+        writer.add_tensor(f"t{i}", np.ones((64, 64), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return {f"Tiny-Q8_0/{p.name}": StubFile(p) for p in sorted(folder.glob("*.gguf"))}
+
+
+@pytest.fixture(scope="session")
+def hub(smol_stub_file: StubFile, not_gguf_file: StubFile, split_files: dict[str, StubFile]) -> Iterator[StubHub]:
     with StubHub() as stub:
         stub.repos[SMOL_REPO] = StubRepo(
             {SMOL_FILE: smol_stub_file, "notes/page-Q8_0.gguf": not_gguf_file},
@@ -48,6 +70,7 @@ def hub(smol_stub_file: StubFile, not_gguf_file: StubFile) -> Iterator[StubHub]:
         stub.repos["corrupt/Corrupt-GGUF"] = StubRepo(
             {"Corrupt-Q4_1.gguf": StubFile(smol_stub_file.path, smol_stub_file.sha256, wrong_etag=True)}
         )
+        stub.repos[SPLIT_REPO] = StubRepo(dict(split_files))
         stub.repos[GATED_REPO] = StubRepo({"Gated-Q4_1.gguf": smol_stub_file}, gated_token=GATED_TOKEN)
         yield stub
 

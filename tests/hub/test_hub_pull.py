@@ -15,7 +15,7 @@ from ggroute.models import hub as hub_module
 from ggroute.models.gguf_info import read_gguf_info
 from ggroute.models.hub import PARTIAL_SUFFIX, local_model_file, pull
 from ggroute.models.hub_ref import parse_hub_ref
-from tests.hub.conftest import GATED_REPO, GATED_TOKEN, SMOL_FILE, SMOL_REF, SMOL_REPO, HubEnv
+from tests.hub.conftest import GATED_REPO, GATED_TOKEN, SMOL_FILE, SMOL_REF, SMOL_REPO, SPLIT_REPO, HubEnv
 from tests.hub.stub_hub import StubFile
 
 
@@ -202,3 +202,14 @@ def test_too_little_free_space_is_refused_before_downloading(hub_env: HubEnv, mo
     with pytest.raises(HubError, match="MB free: free some space"):
         pull(parse_hub_ref(SMOL_REF))
     assert hub_env.stub.body_gets() == []
+
+
+def test_split_model_pulls_every_part_and_plans_the_whole(hub_env: HubEnv, split_files: dict[str, StubFile]) -> None:
+    result = pull(parse_hub_ref(f"hf:{SPLIT_REPO}:Q8_0"))
+    assert [f.filename for f in result.files] == sorted(split_files)
+    assert result.model_path.name == "Tiny-Q8_0-00001-of-00002.gguf"
+    info = read_gguf_info(result.model_path)
+    assert info.file_size == sum(f.size for f in split_files.values()) and info.tensor_count == 4
+    result.files[1].path.unlink()  # a part gone from the cache: not a model any more
+    with pytest.raises(ModelNotDownloadedError, match="00002-of-00002.gguf"):
+        local_model_file(parse_hub_ref(f"hf:{SPLIT_REPO}/Tiny-Q8_0/Tiny-Q8_0-00001-of-00002.gguf"))
