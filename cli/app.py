@@ -16,6 +16,7 @@ from ggroute.cli import (
     bench_commands,
     config_commands,
     generate_commands,
+    pull_commands,
     router_commands,
     routing_commands,
     serve_commands,
@@ -32,6 +33,7 @@ app.command()(bench_commands.bench)
 app.command()(routing_commands.route)
 app.command()(routing_commands.run)
 app.command()(serve_commands.serve)
+app.command()(pull_commands.pull)
 
 config_app = typer.Typer(no_args_is_help=True, help="Inspect config.json.")
 config_app.command("check")(config_commands.config_check)

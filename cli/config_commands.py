@@ -71,9 +71,21 @@ def _unreachable(rows: list[ModelRow] | list[RemoteModelRow]) -> list[str]:
     return [r["name"] for r in rows if r.get("reachable") is False]
 
 
-def models(config: ConfigOption = None, as_json: JsonOption = False, with_probe: ProbeOption = False) -> None:
+PlanOption = Annotated[bool, typer.Option(
+    "--plan", help="The memory each local model needs at its context_size and at other sizes (from GGUF headers; "
+                   "an hf: model not downloaded yet is read remotely), and whether they fit memory_budget_mb and "
+                   "this machine's RAM.")]
+
+
+def models(config: ConfigOption = None, as_json: JsonOption = False, with_probe: ProbeOption = False,
+           plan: PlanOption = False) -> None:
     """List the configured models: file, size, memory estimate, loaded or not; remote models with their server."""
     loaded = guarded(lambda: load_config(config))
+    if plan:
+        from ggroute.cli.plan_commands import models_plan
+
+        models_plan(loaded, as_json)
+        return
     from ggroute.models.catalog import ModelCatalog
 
     catalog = ModelCatalog(loaded)

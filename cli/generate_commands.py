@@ -29,6 +29,7 @@ from ggroute.cli.common import (
     print_code,
     read_task,
 )
+from ggroute.cli.pull_commands import PullOption, pull_if_asked
 from ggroute.models.config import load_config
 from ggroute.models.generate import RequestOptions
 from ggroute.models.metrics import GenerationResult
@@ -48,10 +49,12 @@ def generate(
     seed: SeedOption = None,
     code: CodeOption = False,
     verbose: VerboseOption = False,
+    pull: PullOption = False,
 ) -> None:
     """Run TASK on one model, streaming the output (with --code: printing only its code at the end)."""
     text = read_task(task)
     loaded = guarded(lambda: load_config(config))
+    pull_if_asked(loaded, pull)
     from ggroute.router.pipeline import Pipeline
 
     options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed,

@@ -134,6 +134,36 @@ class ModelsPayload(TypedDict):
     models: list[ModelRow]
 
 
+class PlannedModelRow(TypedDict):
+    name: str
+    source: str  # "file": header read from disk; "hub": an hf: model not downloaded, header read remotely
+    downloaded: bool
+    file: str
+    file_bytes: int
+    quantization: str
+    context_size: int  # configured
+    n_ctx_train: int
+    weight_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    own_bytes: int  # the model alone at its configured context
+    added_bytes: int  # what it adds to the set (shared weights counted once)
+    shares_weights_with: str | None
+    bytes_by_context: dict[str, int]  # context_size (as a string) -> bytes the model alone needs
+
+
+class ModelsPlanPayload(TypedDict):
+    config: str
+    models: list[PlannedModelRow]
+    errors: dict[str, str]  # model name -> why it could not be planned
+    budget_bytes: int
+    total_bytes: int
+    fits_budget: bool
+    over_budget_alone: list[str]
+    ram_bytes: int
+    budget_above_ram: bool
+
+
 # --- config check --json ------------------------------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ from ggroute.cli.payloads import (
     RunPayload,
     SourceScorePayload,
 )
+from ggroute.cli.pull_commands import PullOption, pull_if_asked
 from ggroute.models.config import load_config
 from ggroute.models.generate import RequestOptions
 from ggroute.models.metrics import GenerationResult
@@ -50,10 +51,12 @@ if TYPE_CHECKING:
     from ggroute.router.pipeline import Pipeline
 
 
-def _pipeline(config: Path | None, *, generates: bool = False) -> Pipeline:
+def _pipeline(config: Path | None, *, generates: bool = False, pull: bool = False) -> Pipeline:
     """The pipeline of `config`, which must have a router section (Pipeline is imported lazily: --help stays fast).
-    `generates`: requests will be logged, so an unusable log_file is an error now, before any model loads."""
+    `generates`: requests will be logged, so an unusable log_file is an error now, before any model loads.
+    `pull`: download missing hf: models first (--pull)."""
     loaded = guarded(lambda: load_config(config))
+    pull_if_asked(loaded, pull)
     from ggroute.router.pipeline import Pipeline
 
     pipeline = guarded(lambda: Pipeline(loaded, check_log=generates))
@@ -99,13 +102,14 @@ def run(
     seed: SeedOption = None,
     code: CodeOption = False,
     verbose: VerboseOption = False,
+    pull: PullOption = False,
 ) -> None:
     """Route TASK with the router model, then run it on the chosen model, streaming the output (with --code:
     printing only its code at the end)."""
     text = read_task(task)
     options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed,
                              stop_after_code=code)
-    with _pipeline(config, generates=True) as pipeline, ctrl_c_cancels() as cancel:
+    with _pipeline(config, generates=True, pull=pull) as pipeline, ctrl_c_cancels() as cancel:
         if route_name is not None:
             guarded(lambda: pipeline.router.check_route(route_name))
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ggroute.cli.common import ConfigOption, err, guarded
+from ggroute.cli.pull_commands import PullOption, pull_if_asked
 from ggroute.models.config import load_config
 
 
@@ -16,9 +17,11 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8080,
     config: ConfigOption = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level: debug, info, warning, error.")] = "info",
+    pull: PullOption = False,
 ) -> None:
     """Serve the OpenAI API on local models: "model": "auto" routes each request. Ctrl+C stops it (exit 0)."""
     loaded = guarded(lambda: load_config(config))
+    pull_if_asked(loaded, pull)
     from ggroute.server.run import serve as run_server
 
     def ready(url: str) -> None:

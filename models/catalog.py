@@ -16,6 +16,7 @@ from ggroute.core.errors import ConfigError, UsageError
 from ggroute.models.config import LoadedConfig, ModelConfig
 from ggroute.models.convert import convert_weights
 from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
+from ggroute.models.hub_ref import is_hub_ref
 from ggroute.models.locate import resolve_model_path
 from ggroute.models.memory import ModelPlan, key_type_problem, plan_model
 
@@ -102,7 +103,11 @@ class ModelCatalog:
 
     def path_of(self, name: str, settings: ModelConfig | None = None) -> Path:
         """The file llama.cpp loads: the configured one, or its `weights_type` copy (converted on first use)."""
-        path = resolve_model_path(self.loaded.model_path_ref(name), self.loaded.base_dir).resolve()
+        ref = self.loaded.model_path_ref(name)
+        path = resolve_model_path(ref, self.loaded.base_dir)
+        # A Hugging Face snapshot link keeps its name: llama.cpp finds a split model's other parts by name beside
+        # the first, and its blob is named by a hash.
+        path = path if is_hub_ref(ref) else path.resolve()
         weights_type = (settings or self.loaded.model(name)).weights_type
         return path if weights_type is None else convert_weights(path, weights_type)
 

@@ -352,6 +352,11 @@ class AppConfig(StrictModel):
         None,
         description="Request log (one JSON line per request); default $XDG_STATE_HOME/ggroute/requests.jsonl.",
     )
+    auto_pull: bool = Field(
+        False,
+        description="`run`, `generate` and `serve` download an `hf:` model that is not in the Hugging Face cache "
+        "yet, as `--pull` does. false: a missing model is an error that names the `ggroute pull` command.",
+    )
     router: RouterConfig | None = Field(None, description="Routing; only `ggroute run` and `route` need it.")
     server: ServerConfig = Field(default_factory=ServerConfig, description="`ggroute serve` (docs/server.md).")
 

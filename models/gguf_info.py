@@ -241,17 +241,22 @@ def _read_one(path: Path) -> GGUFInfo:
         raise ModelFileError(f"model file not found: {path}")
     if not path.is_file():
         raise ModelFileError(f"model path is not a file: {path}")
-    file_size = path.stat().st_size
     try:
         with path.open("rb") as handle:
-            info = _parse(_Reader(handle), path, file_size)
-    except _Truncated:
-        raise ModelFileError(f"{path}: GGUF header is cut short ({file_size} bytes): the file is truncated") from None
+            return parse_gguf_header(handle, path, path.stat().st_size)
     except OSError as exc:
         raise ModelFileError(f"cannot read model file {path}: {exc}") from None
+
+
+def parse_gguf_header(handle: BinaryIO, path: Path, file_size: int) -> GGUFInfo:
+    """The header of one GGUF file from a seekable handle (a local file, or ranged reads of a remote one);
+    `path` names it in messages."""
+    try:
+        return _parse(_Reader(handle), path, file_size)
+    except _Truncated:
+        raise ModelFileError(f"{path}: GGUF header is cut short ({file_size} bytes): the file is truncated") from None
     except UnicodeDecodeError as exc:
         raise ModelFileError(f"{path}: corrupt GGUF header ({exc})") from None
-    return info
 
 
 def _parse(reader: _Reader, path: Path, file_size: int) -> GGUFInfo:

@@ -104,8 +104,8 @@ def pull(ref: HubRef, progress: DownloadProgress | None = None) -> PullResult:
         pinned = ref if ref.filename is not None else ref.with_file(_cached_quant_file(ref))
         parts = split_parts(pinned.filename or "")
         return PullResult(pinned, [_cached(p, path.with_name(Path(p).name)) for p in parts])
-    with _hub_errors(ref):
-        filename = ref.filename if ref.filename is not None else _remote_quant_file(ref)
+    with hub_errors(ref):
+        filename = ref.filename if ref.filename is not None else remote_quant_file(ref)
         pinned = ref.with_file(filename)
         files = [_pull_file(pinned, part, progress) for part in split_parts(filename)]
     return PullResult(pinned, files)
@@ -149,7 +149,7 @@ def _cached_quant_file(ref: HubRef) -> str:
                                       f"`{pull_command(ref)}`", command=pull_command(ref)) from None
 
 
-def _remote_quant_file(ref: HubRef) -> str:
+def remote_quant_file(ref: HubRef) -> str:
     from huggingface_hub import HfApi
 
     files = HfApi().list_repo_files(ref.repo_id, revision=ref.revision)
@@ -270,7 +270,7 @@ def _bar_class(filename: str, progress: DownloadProgress) -> type:
 
 
 @contextmanager
-def _hub_errors(ref: HubRef) -> Iterator[None]:
+def hub_errors(ref: HubRef) -> Iterator[None]:
     """huggingface_hub's and the network's exceptions as HubError, each saying what to do."""
     try:
         yield

@@ -4,8 +4,10 @@ It answers what huggingface_hub (2.x) sends for `hf_hub_download`, `get_hf_file_
 `HfApi.list_repo_files`:
 
   HEAD/GET /{owner}/{repo}/resolve/{revision}/{path}   ETag, X-Repo-Commit, Content-Length, Accept-Ranges;
-                                                        GET honours `Range: bytes=N-` (206, Content-Range)
+                                                        GET honours `Range: bytes=N-` and `bytes=N-M` (206)
   GET /api/models/{owner}/{repo}/tree/{revision}        the files as JSON (one page)
+  GET /api/models/{owner}/{repo}[/revision/{revision}]  repository info (HfFileSystem checks the repo with it)
+  POST /api/models/{owner}/{repo}/paths-info/{revision} entries of the paths asked for
   errors as the Hub sends them: 401/403/404 with X-Error-Code RepoNotFound, GatedRepo, RevisionNotFound,
   EntryNotFound (huggingface_hub maps those headers to its exception classes)
 
@@ -22,11 +24,13 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 _CHUNK = 1 << 20
 _RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
 _TREE = re.compile(r"^/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?$")
+_PATHS_INFO = re.compile(r"^/api/models/([^/]+/[^/]+)/paths-info/([^/]+)$")
+_REPO_INFO = re.compile(r"^/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?$")
 
 
 @dataclass
@@ -99,6 +103,11 @@ class StubHub:
         return [r for r in self.requests if r.method == "GET" and "/resolve/" in r.path]
 
 
+def _entry(name: str, f: StubFile) -> dict[str, object]:
+    return {"type": "file", "path": name, "size": f.size, "oid": f.sha256[:40],
+            "lfs": {"size": f.size, "oid": f.sha256, "pointerSize": 134}}
+
+
 def _handler(hub: StubHub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -118,7 +127,19 @@ def _handler(hub: StubHub) -> type[BaseHTTPRequestHandler]:
             if match := _RESOLVE.match(path):
                 self._resolve(*match.groups(), body=body)
             elif match := _TREE.match(path):
-                self._tree(match.group(1), match.group(2))
+                self._tree(match.group(1), match.group(2), match.group(3) or "")
+            elif match := _REPO_INFO.match(path):
+                self._repo_info(match.group(1), match.group(2) or "main")
+            else:
+                self._error(404, None, "not found")
+
+        def do_POST(self) -> None:
+            path = unquote(urlsplit(self.path).path)
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(length).decode())
+            hub.requests.append(Request("POST", path, None))
+            if match := _PATHS_INFO.match(path):
+                self._paths_info(match.group(1), match.group(2), form.get("paths", []))
             else:
                 self._error(404, None, "not found")
 
@@ -146,33 +167,35 @@ def _handler(hub: StubHub) -> type[BaseHTTPRequestHandler]:
             if stub is None:
                 self._error(404, "EntryNotFound", "Entry not found", commit=commit)
                 return
-            size, start = stub.size, 0
+            size, start, end = stub.size, 0, stub.size  # end: exclusive
             requested = self.headers.get("Range")
-            if body and requested and (m := re.fullmatch(r"bytes=(\d+)-", requested)):
+            ranged = bool(body and requested and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", requested)))
+            if ranged:
                 start = int(m.group(1))
-            if start >= size and start > 0:
+                end = min(size, int(m.group(2)) + 1) if m.group(2) else size
+            if ranged and start >= size:
                 self._error(416, None, "Range not satisfiable")
                 return
-            self.send_response(206 if start else 200)
+            self.send_response(206 if ranged else 200)
             self.send_header("ETag", f'"{stub.etag}"')
             self.send_header("X-Repo-Commit", commit)
             self.send_header("Accept-Ranges", "bytes")
-            self.send_header("Content-Length", str(size - start))
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+            self.send_header("Content-Length", str(end - start))
+            if ranged:
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
             self.end_headers()
             if body:
                 try:
-                    self._send_body(stub.path, start)
+                    self._send_body(stub.path, start, end)
                 except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (a test's Ctrl+C)
                     self.close_connection = True
 
-        def _send_body(self, path: Path, start: int) -> None:
+        def _send_body(self, path: Path, start: int, end: int) -> None:
             limit, hub.cut_after = hub.cut_after, None
             sent = 0
             with path.open("rb") as handle:
                 handle.seek(start)
-                while chunk := handle.read(_CHUNK):
+                while chunk := handle.read(min(_CHUNK, end - start - sent)):
                     if limit is not None and sent + len(chunk) > limit:
                         self.wfile.write(chunk[: limit - sent])
                         self.wfile.flush()
@@ -182,17 +205,41 @@ def _handler(hub: StubHub) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(chunk)
                     sent += len(chunk)
 
-        def _tree(self, repo_id: str, revision: str) -> None:
+        def _tree(self, repo_id: str, revision: str, folder: str) -> None:
             found = self._repo(repo_id, revision)
             if found is None:
                 return
             repo, _ = found
-            entries = [
-                {"type": "file", "path": name, "size": f.size, "oid": f.sha256[:40],
-                 "lfs": {"size": f.size, "oid": f.sha256, "pointerSize": 134}}
-                for name, f in sorted(repo.files.items())
-            ]
+            prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+            recursive = "recursive=true" in self.path.lower()
+            entries, folders = [], set()
+            for name, f in sorted(repo.files.items()):
+                if not name.startswith(prefix):
+                    continue
+                rest = name[len(prefix):]
+                if "/" in rest and not recursive:
+                    folders.add(prefix + rest.split("/", 1)[0])
+                    continue
+                entries.append(_entry(name, f))
+            self._json(200, [{"type": "directory", "path": d, "oid": "0" * 40} for d in sorted(folders)] + entries)
+
+        def _paths_info(self, repo_id: str, revision: str, paths: list[str]) -> None:
+            found = self._repo(repo_id, revision)
+            if found is None:
+                return
+            repo, _ = found
+            entries: list[dict[str, object]] = [_entry(p, repo.files[p]) for p in paths if p in repo.files]
+            folders = {n.rsplit("/", 1)[0] for n in repo.files if "/" in n}
+            entries += [{"type": "directory", "path": p, "oid": "0" * 40} for p in paths if p in folders]
             self._json(200, entries)
+
+        def _repo_info(self, repo_id: str, revision: str) -> None:
+            found = self._repo(repo_id, revision)
+            if found is None:
+                return
+            repo, commit = found
+            self._json(200, {"id": repo_id, "sha": commit, "private": False,
+                             "siblings": [{"rfilename": n} for n in sorted(repo.files)]})
 
         def _json(self, status: int, data: object) -> None:
             payload = json.dumps(data).encode()

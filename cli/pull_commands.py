@@ -1,0 +1,146 @@
+"""`ggroute pull`: download the `hf:` models config.json names (or one reference), with a progress bar, then
+check each header and print the memory plan; and `--pull` / `auto_pull` for the commands that run models."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ggroute.cli import render
+from ggroute.cli.common import ConfigOption, err, fail, guarded, out
+from ggroute.cli.exit_codes import EXIT_INTERRUPTED
+from ggroute.core.errors import ModelNotDownloadedError, UnknownModelError, UsageError
+from ggroute.models.config import LoadedConfig, load_config
+from ggroute.models.hub_ref import HubRef, HubRefError, is_hub_ref, parse_hub_ref
+
+if TYPE_CHECKING:
+    from ggroute.models.hub import PullResult
+
+PullOption = Annotated[bool, typer.Option(
+    "--pull", help="Download an hf: model that is not in the Hugging Face cache yet (config: auto_pull).")]
+
+
+class RichDownload:
+    """models.hub.DownloadProgress as a rich progress bar on stderr: bytes, speed, time left."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+
+    def start(self, filename: str, total: int | None, done: int) -> None:
+        self.task = self.progress.add_task(escape(filename), total=total, completed=done)
+
+    def advance(self, n: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+    def finish(self) -> None:
+        self.task = None
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=err, transient=False)
+
+
+def hub_models(loaded: LoadedConfig) -> dict[str, HubRef]:
+    """The models of the config whose path is an hf: reference (validated by the config schema)."""
+    return {name: parse_hub_ref(m.path) for name, m in loaded.config.models.items()
+            if m.path is not None and is_hub_ref(m.path)}
+
+
+def download(ref: HubRef) -> PullResult:
+    """Pull one reference with a progress bar; Ctrl+C keeps the partial file and exits 130."""
+    from ggroute.models.hub import pull
+
+    with _progress() as progress:
+        try:
+            return guarded(lambda: pull(ref, RichDownload(progress)))
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(f"[yellow]interrupted[/]: what was downloaded is kept; run `ggroute pull {escape(ref.text)}` "
+                      "again to resume")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def pull_if_asked(loaded: LoadedConfig, asked: bool) -> None:
+    """With --pull or auto_pull: download the config's hf: models missing from the cache, before anything runs."""
+    if not (asked or loaded.config.auto_pull):
+        return
+    from ggroute.models.hub import local_model_file
+
+    for name, ref in hub_models(loaded).items():
+        try:
+            local_model_file(ref)
+        except ModelNotDownloadedError:
+            err.print(f"model '{name}': downloading {escape(ref.text)}")
+            download(ref)
+
+
+def pull(
+    target: Annotated[str | None, typer.Argument(
+        help="A model name from config.json or an hf: reference; none: every hf: model config.json names.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Download hf: models into the Hugging Face cache (resumable), check their GGUF headers and print the
+    memory plan at the configured context."""
+    loaded = guarded(lambda: load_config(config))
+    refs = _targets(loaded, target)
+    for name, ref in refs.items():
+        result = download(ref)
+        size = sum(f.size for f in result.files)
+        got = sum(f.downloaded_bytes for f in result.files)
+        how = ", ".join(sorted({f.verified for f in result.files}))
+        what = f"downloaded {render.mb(got)}" if got else "already in the cache"
+        err.print(f"{escape(name or ref.text)}: {escape(result.ref.text)} {what} ({render.mb(size)}, {how}) -> "
+                  f"{escape(str(result.model_path))}", soft_wrap=True)
+    _print_plan(loaded, [n for n in refs if n])
+
+
+def _targets(loaded: LoadedConfig, target: str | None) -> dict[str, HubRef]:
+    """Model name ('' for a bare reference) -> reference to pull."""
+    if target is not None and is_hub_ref(target):
+        try:
+            ref = parse_hub_ref(target)
+        except HubRefError as exc:
+            raise fail(UsageError(str(exc))) from None
+        named = [n for n, r in hub_models(loaded).items() if r == ref]
+        return {named[0] if named else "": ref}
+    refs = hub_models(loaded)
+    if target is None:
+        if not refs:
+            raise fail(UsageError(f"{loaded.source} names no hf: models (paths hf:OWNER/REPO/FILE.gguf): nothing to "
+                                  "pull; give a reference such as `ggroute pull hf:OWNER/REPO:Q4_K_M`"))
+        return refs
+    if target not in loaded.config.models:
+        raise fail(UnknownModelError(target, list(loaded.config.models)))
+    if target not in refs:
+        path = loaded.model(target).path or "the shipped model"
+        raise fail(UsageError(f"model '{target}' is not an hf: model (its path is {path}): nothing to pull"))
+    return {target: refs[target]}
+
+
+def _print_plan(loaded: LoadedConfig, names: list[str]) -> None:
+    """The memory plan of the pulled models at their configured context (headers read and checked here)."""
+    if not names:
+        return
+    from ggroute.models.catalog import BudgetPlan, ModelCatalog
+
+    catalog = ModelCatalog(loaded)
+    specs = []
+    for name in names:
+        specs.append(guarded(partial(catalog.spec, name)))
+    plan = BudgetPlan([s.plan for s in specs], catalog.budget_bytes)
+    out.print(render.plan_table(plan, {s.name: s.path.name for s in specs}))
