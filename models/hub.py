@@ -72,6 +72,13 @@ def pull_command(ref: HubRef) -> str:
     return f"ggroute pull {ref.text}"
 
 
+def is_offline() -> bool:
+    """HF_HUB_OFFLINE is set: huggingface_hub makes no request."""
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode()
+
+
 def local_model_file(ref: HubRef) -> Path:
     """The model's file in the Hugging Face cache (every part of a split model present); no network.
 
@@ -92,9 +99,7 @@ def local_model_file(ref: HubRef) -> Path:
 
 def pull(ref: HubRef, progress: DownloadProgress | None = None) -> PullResult:
     """Download the model's file(s) that are not in the cache yet, verified; HubError saying what to do if not."""
-    from huggingface_hub import constants
-
-    if constants.is_offline_mode():
+    if is_offline():
         try:
             path = local_model_file(ref)
         except ModelNotDownloadedError:
@@ -311,7 +316,7 @@ def _translate(exc: Exception, ref: HubRef) -> HubError | None:
     elif isinstance(exc, HfHubHTTPError):
         message = f"the Hub answered HTTP {exc.response.status_code} for {ref.text}: try again later ({exc})"
     elif isinstance(exc, OfflineModeIsEnabled):
-        message = f"{ref.text}: offline mode is on (HF_HUB_OFFLINE): unset it to download"
+        message = f"{ref.text}: offline mode is on (HF_HUB_OFFLINE): unset it, then run `{pull_command(ref)}`"
     elif isinstance(exc, httpx2.TransportError):
         message = (f"cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc}): check the network "
                    "(or HF_ENDPOINT); what was downloaded so far is kept, run the pull again to resume")

@@ -71,7 +71,9 @@ def _header(catalog: ModelCatalog, name: str, remote_headers: bool) -> tuple[str
     try:
         return "file", catalog.spec(name).info
     except ModelNotDownloadedError:
-        if not remote_headers:
+        from ggroute.models.hub import is_offline
+
+        if not remote_headers or is_offline():
             raise
         from ggroute.models.hub_header import remote_gguf_info
 

@@ -101,6 +101,7 @@ def hub_env(hub: StubHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Hu
     home, cache = tmp_path / "hf-home", tmp_path / "hf-home" / "hub"
     hub.requests.clear()
     hub.cut_after = None
+    hub.throttle_s = 0.0
     for name in [n for n in os.environ if n.startswith(("HF_", "HUGGING"))]:
         monkeypatch.delenv(name)
     env = HubEnv(hub, cache, home)

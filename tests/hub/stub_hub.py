@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -81,6 +82,7 @@ class StubHub:
         self.repos: dict[str, StubRepo] = {}
         self.requests: list[Request] = []
         self.cut_after: int | None = None  # next GET of a file body: close after this many bytes (once)
+        self.throttle_s = 0.0  # pause after each MiB of a file body (a slow link, to interrupt a pull)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -204,6 +206,8 @@ def _handler(hub: StubHub) -> type[BaseHTTPRequestHandler]:
                         return
                     self.wfile.write(chunk)
                     sent += len(chunk)
+                    if hub.throttle_s:
+                        time.sleep(hub.throttle_s)
 
         def _tree(self, repo_id: str, revision: str, folder: str) -> None:
             found = self._repo(repo_id, revision)
