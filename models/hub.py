@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+from urllib.parse import urlsplit
 
 from ggroute.core.errors import HubError, ModelFileError, ModelNotDownloadedError
 from ggroute.models.gguf_info import GGUF_MAGIC
@@ -170,7 +171,8 @@ def _pull_file(ref: HubRef, filename: str, progress: DownloadProgress | None) ->
     from huggingface_hub.utils import WeakFileLock  # type: ignore[attr-defined]  # exported lazily
 
     cached = _cached_path(ref, filename)
-    meta = get_hf_file_metadata(hf_hub_url(ref.repo_id, filename, revision=ref.revision))
+    url = hf_hub_url(ref.repo_id, filename, revision=ref.revision)
+    meta = get_hf_file_metadata(url)
     if meta.etag is None or meta.commit_hash is None:
         raise HubError(f"{ref.text}: the server at {constants.ENDPOINT} sent no ETag or X-Repo-Commit for {filename}: "
                        "it does not act as the Hugging Face Hub (check HF_ENDPOINT)")
@@ -183,7 +185,8 @@ def _pull_file(ref: HubRef, filename: str, progress: DownloadProgress | None) ->
         blobs.mkdir(parents=True, exist_ok=True)
         partial = blob.with_name(blob.name + PARTIAL_SUFFIX)
         with WeakFileLock(str(partial) + ".lock"):
-            downloaded = _download(meta.location, partial, meta.size, filename, progress)
+            downloaded = _download(meta.location, partial, meta.size, filename, progress,
+                                   with_token=_origin(meta.location) == _origin(url))
             verified = _verify(partial, meta.etag, ref, filename)
             os.replace(partial, blob)
     bar = _bar_class(filename, progress) if progress is not None else None
@@ -191,12 +194,23 @@ def _pull_file(ref: HubRef, filename: str, progress: DownloadProgress | None) ->
     return PulledFile(filename, path, path.stat().st_size, downloaded, verified)
 
 
-def _download(url: str, partial: Path, size: int | None, filename: str, progress: DownloadProgress | None) -> int:
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname or "", parts.port
+
+
+def _download(url: str, partial: Path, size: int | None, filename: str, progress: DownloadProgress | None, *,
+              with_token: bool) -> int:
     """Append the rest of the file to `partial` (huggingface_hub's http_get resumes with a Range request);
-    the number of bytes this call wrote. The partial file stays when the transfer stops, for the next pull."""
+    the number of bytes this call wrote. The partial file stays when the transfer stops, for the next pull.
+    `with_token`: send the Hub token; not to a CDN the Hub redirected to (its URL is signed, as
+    huggingface_hub does it)."""
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]  # exported lazily
 
+    headers: dict[str, str] = build_hf_headers()
+    if not with_token:
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
     have = partial.stat().st_size if partial.exists() else 0
     if size is not None and have > size:  # not a prefix of this file (the Hub changed it): start over
         partial.unlink()
@@ -204,7 +218,7 @@ def _download(url: str, partial: Path, size: int | None, filename: str, progress
     if size is not None:
         _check_free_space(partial.parent, size - have, filename)
     with _open_partial(partial) as handle:
-        http_get(url, handle, resume_size=have, headers=build_hf_headers(), expected_size=size,
+        http_get(url, handle, resume_size=have, headers=headers, expected_size=size,
                  displayed_filename=filename, tqdm_class=_bar_class(filename, progress) if progress else None)
     return partial.stat().st_size - have
 
@@ -325,5 +339,7 @@ def _translate(exc: Exception, ref: HubRef) -> HubError | None:
                    "free some space (or point HF_HUB_CACHE at a larger disk) and run the pull again to resume")
     elif isinstance(exc, OSError):
         message = f"downloading {ref.text} failed: {exc}; run the pull again to resume"
+    elif isinstance(exc, ValueError):  # huggingface_hub's refusals (an invalid repo id, a file too large for HTTP)
+        message = f"huggingface_hub refused {ref.text}: {exc}"
     return HubError(message) if message is not None else None
 

@@ -23,6 +23,7 @@ SMOL_FILE = "SmolLM2-135M-Instruct-Q4_1.gguf"
 SMOL_REF = f"hf:{SMOL_REPO}/{SMOL_FILE}"
 GATED_REPO = "gated-org/Gated-GGUF"
 SPLIT_REPO = "split-org/Tiny-GGUF"
+CDN_REPO = "cdn-org/Cdn-GGUF"  # resolve redirects to another origin, as the Hub does for LFS files
 GATED_TOKEN = "hf_test_token_for_the_stub"
 
 
@@ -72,6 +73,7 @@ def hub(smol_stub_file: StubFile, not_gguf_file: StubFile, split_files: dict[str
         )
         stub.repos[SPLIT_REPO] = StubRepo(dict(split_files))
         stub.repos[GATED_REPO] = StubRepo({"Gated-Q4_1.gguf": smol_stub_file}, gated_token=GATED_TOKEN)
+        stub.repos[CDN_REPO] = StubRepo({"Cdn-Q4_1.gguf": smol_stub_file}, gated_token=GATED_TOKEN, cdn=True)
         yield stub
 
 

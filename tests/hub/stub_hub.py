@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 _CHUNK = 1 << 20
 _RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+_CDN = re.compile(r"^/cdn/([^/]+/[^/]+)/([0-9a-f]{40})/(.+)$")
 _TREE = re.compile(r"^/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?$")
 _PATHS_INFO = re.compile(r"^/api/models/([^/]+/[^/]+)/paths-info/([^/]+)$")
 _REPO_INFO = re.compile(r"^/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?$")
@@ -63,6 +64,7 @@ class StubRepo:
     commit: str = "a" * 40
     branches: dict[str, str] = field(default_factory=dict)  # extra revision names -> commit
     gated_token: str | None = None  # set: a request without `Authorization: Bearer <it>` is refused
+    cdn: bool = False  # resolve answers 302 to /cdn/... on another origin (localhost), as the Hub sends LFS files
 
     def commit_of(self, revision: str) -> str | None:
         if revision in ("main", self.commit):
@@ -75,6 +77,7 @@ class Request:
     method: str
     path: str
     range: str | None
+    authorized: bool = False  # the request carried an Authorization header
 
 
 class StubHub:
@@ -125,9 +128,12 @@ def _handler(hub: StubHub) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, body: bool) -> None:
             path = unquote(urlsplit(self.path).path)
-            hub.requests.append(Request(self.command, path, self.headers.get("Range")))
+            hub.requests.append(Request(self.command, path, self.headers.get("Range"),
+                                        "Authorization" in self.headers))
             if match := _RESOLVE.match(path):
                 self._resolve(*match.groups(), body=body)
+            elif match := _CDN.match(path):
+                self._cdn(*match.groups(), body=body)
             elif match := _TREE.match(path):
                 self._tree(match.group(1), match.group(2), match.group(3) or "")
             elif match := _REPO_INFO.match(path):
@@ -169,6 +175,28 @@ def _handler(hub: StubHub) -> type[BaseHTTPRequestHandler]:
             if stub is None:
                 self._error(404, "EntryNotFound", "Entry not found", commit=commit)
                 return
+            if repo.cdn:
+                port = self.server.server_address[1]
+                self.send_response(302)
+                self.send_header("Location", f"http://localhost:{port}/cdn/{repo_id}/{commit}/{filename}")
+                self.send_header("X-Linked-Etag", f'"{stub.etag}"')
+                self.send_header("X-Linked-Size", str(stub.size))
+                self.send_header("X-Repo-Commit", commit)
+                self.send_header("ETag", '"pointer-etag"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self._file(stub, commit, body)
+
+        def _cdn(self, repo_id: str, commit: str, filename: str, body: bool) -> None:
+            repo = hub.repos.get(repo_id)
+            stub = repo.files.get(filename) if repo is not None and repo.commit == commit else None
+            if stub is None:
+                self._error(404, None, "no such object")
+                return
+            self._file(stub, commit, body)
+
+        def _file(self, stub: StubFile, commit: str, body: bool) -> None:
             size, start, end = stub.size, 0, stub.size  # end: exclusive
             requested = self.headers.get("Range")
             ranged = bool(body and requested and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", requested)))

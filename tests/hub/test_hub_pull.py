@@ -15,7 +15,7 @@ from ggroute.models import hub as hub_module
 from ggroute.models.gguf_info import read_gguf_info
 from ggroute.models.hub import PARTIAL_SUFFIX, local_model_file, pull
 from ggroute.models.hub_ref import parse_hub_ref
-from tests.hub.conftest import GATED_REPO, GATED_TOKEN, SMOL_FILE, SMOL_REF, SMOL_REPO, SPLIT_REPO, HubEnv
+from tests.hub.conftest import CDN_REPO, GATED_REPO, GATED_TOKEN, SMOL_FILE, SMOL_REF, SMOL_REPO, SPLIT_REPO, HubEnv
 from tests.hub.stub_hub import StubFile
 
 
@@ -146,6 +146,17 @@ def test_hub_failures_are_clear_errors_and_leave_nothing_behind(
 def test_gated_repository_with_a_token(hub_env: HubEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", GATED_TOKEN)
     assert pull(parse_hub_ref(f"hf:{GATED_REPO}/Gated-Q4_1.gguf")).files[0].verified == "sha256"
+
+
+def test_a_redirect_to_a_cdn_is_followed_without_the_token(hub_env: HubEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", GATED_TOKEN)
+    hub_env.stub.cut_after = 25_000_000
+    [pulled] = pull(parse_hub_ref(f"hf:{CDN_REPO}/Cdn-Q4_1.gguf")).files
+    assert pulled.verified == "sha256"
+    cdn = [r for r in hub_env.stub.requests if r.path.startswith("/cdn/")]
+    assert len(cdn) == 2 and cdn[1].range is not None  # resumed on the CDN too
+    assert not any(r.authorized for r in cdn)
+    assert all(r.authorized for r in hub_env.stub.requests if "/resolve/" in r.path)
 
 
 def test_wrong_token_for_a_gated_repository(hub_env: HubEnv, monkeypatch: pytest.MonkeyPatch) -> None:
