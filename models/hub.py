@@ -17,7 +17,6 @@ verified, so nothing half-written is ever loaded.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 
 from ggroute.core.errors import HubError, ModelFileError, ModelNotDownloadedError
 from ggroute.models.gguf_info import GGUF_MAGIC
+from ggroute.models.hub_errors import cache_root, hub_errors, pull_command
 from ggroute.models.hub_ref import HubRef, HubRefError, files_for_quant, split_parts
 
 PARTIAL_SUFFIX = ".ggroute-partial"
@@ -69,10 +69,6 @@ class PullResult:
         return self.files[0].path
 
 
-def pull_command(ref: HubRef) -> str:
-    return f"ggroute pull {ref.text}"
-
-
 def is_offline() -> bool:
     """HF_HUB_OFFLINE is set: huggingface_hub makes no request."""
     from huggingface_hub import constants
@@ -90,7 +86,7 @@ def local_model_file(ref: HubRef) -> Path:
     if missing:
         raise ModelNotDownloadedError(
             f"model file {ref.text} is not downloaded ({', '.join(missing)} not in the Hugging Face cache "
-            f"{_cache_root()}): run `{pull_command(ref)}`, or pass --pull",
+            f"{cache_root()}): run `{pull_command(ref)}`, or pass --pull",
             command=pull_command(ref),
         )
     first = paths[0]
@@ -105,7 +101,7 @@ def pull(ref: HubRef, progress: DownloadProgress | None = None) -> PullResult:
             path = local_model_file(ref)
         except ModelNotDownloadedError:
             raise HubError(f"{ref.text}: offline mode is on (HF_HUB_OFFLINE) and the file is not in the cache "
-                           f"{_cache_root()}: unset HF_HUB_OFFLINE and run `{pull_command(ref)}` with network "
+                           f"{cache_root()}: unset HF_HUB_OFFLINE and run `{pull_command(ref)}` with network "
                            "access") from None
         pinned = ref if ref.filename is not None else ref.with_file(_cached_quant_file(ref))
         parts = split_parts(pinned.filename or "")
@@ -119,12 +115,6 @@ def pull(ref: HubRef, progress: DownloadProgress | None = None) -> PullResult:
 
 def _cached(filename: str, path: Path) -> PulledFile:
     return PulledFile(filename, path, path.stat().st_size, 0, "cached")
-
-
-def _cache_root() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
 
 
 def _cached_path(ref: HubRef, filename: str) -> Path | None:
@@ -144,7 +134,7 @@ def _cached_quant_file(ref: HubRef) -> str:
     except LocalEntryNotFoundError:
         raise ModelNotDownloadedError(
             f"model {ref.text} is not downloaded (no snapshot of {ref.repo_id} in the Hugging Face cache "
-            f"{_cache_root()}): run `{pull_command(ref)}`, or pass --pull",
+            f"{cache_root()}): run `{pull_command(ref)}`, or pass --pull",
             command=pull_command(ref),
         ) from None
     files = [p.relative_to(folder).as_posix() for p in folder.rglob("*.gguf")]
@@ -286,60 +276,3 @@ def _bar_class(filename: str, progress: DownloadProgress) -> type:
             progress.finish()
 
     return _Bar
-
-
-@contextmanager
-def hub_errors(ref: HubRef) -> Iterator[None]:
-    """huggingface_hub's and the network's exceptions as HubError, each saying what to do."""
-    try:
-        yield
-    except (HubError, ModelFileError):
-        raise
-    except Exception as exc:  # every failure below is translated or re-raised, never dropped
-        translated = _translate(exc, ref)
-        if translated is None:
-            raise
-        raise translated from None
-
-
-def _translate(exc: Exception, ref: HubRef) -> HubError | None:
-    import httpx2
-    from huggingface_hub import constants
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    repo, token = ref.repo_id, "set HF_TOKEN to a token that may read it (or run `hf auth login`)"
-    message: str | None = None
-    if isinstance(exc, GatedRepoError):
-        message = (f"{repo} is a gated repository: accept its terms at https://huggingface.co/{repo} with your "
-                   f"account, then {token}")
-    elif isinstance(exc, RepositoryNotFoundError):
-        message = f"repository {repo} is not on the Hub (or it is private: {token}); check the name in {ref.text}"
-    elif isinstance(exc, RevisionNotFoundError):
-        message = f"revision '{ref.revision}' does not exist in {repo}: name a branch, tag or commit of it"
-    elif isinstance(exc, EntryNotFoundError):
-        message = f"{repo} has no file {ref.filename or ''} at revision {ref.revision or 'main'}: check the file name"
-    elif isinstance(exc, HfHubHTTPError) and exc.response.status_code in (401, 403):
-        message = f"the Hub refused access to {repo} (HTTP {exc.response.status_code}): {token}"
-    elif isinstance(exc, HfHubHTTPError):
-        message = f"the Hub answered HTTP {exc.response.status_code} for {ref.text}: try again later ({exc})"
-    elif isinstance(exc, OfflineModeIsEnabled):
-        message = f"{ref.text}: offline mode is on (HF_HUB_OFFLINE): unset it, then run `{pull_command(ref)}`"
-    elif isinstance(exc, httpx2.TransportError):
-        message = (f"cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc}): check the network "
-                   "(or HF_ENDPOINT); what was downloaded so far is kept, run the pull again to resume")
-    elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        message = (f"the disk is full while downloading {ref.text} into {_cache_root()}: the partial file is kept; "
-                   "free some space (or point HF_HUB_CACHE at a larger disk) and run the pull again to resume")
-    elif isinstance(exc, OSError):
-        message = f"downloading {ref.text} failed: {exc}; run the pull again to resume"
-    elif isinstance(exc, ValueError):  # huggingface_hub's refusals (an invalid repo id, a file too large for HTTP)
-        message = f"huggingface_hub refused {ref.text}: {exc}"
-    return HubError(message) if message is not None else None
-

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ggroute.core.errors import HubError
 from ggroute.models.gguf_info import GGUFInfo, parse_gguf_header
-from ggroute.models.hub import hub_errors, remote_quant_file
+from ggroute.models.hub import remote_quant_file
+from ggroute.models.hub_errors import hub_errors
 from ggroute.models.hub_ref import HubRef, split_parts
 
 _BLOCK = 1 << 20  # bytes per ranged read; a header is read in a few of them
