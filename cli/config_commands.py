@@ -141,7 +141,7 @@ def _remote_table(rows: list[RemoteModelRow], with_probe: bool) -> Table:
     return table
 
 
-def _plan_row(plan: ModelPlan) -> PlanRow:
+def plan_row(plan: ModelPlan) -> PlanRow:
     return {"name": plan.name, "path": plan.path, "context_size": plan.context_size,
             "weight_bytes": plan.weight_bytes, "kv_bytes": plan.kv_bytes, "compute_bytes": plan.compute_bytes,
             "shares_weights_with": plan.shares_weights_with, "own_bytes": plan.own_bytes,
@@ -170,7 +170,7 @@ def config_check(config: ConfigOption = None, as_json: JsonOption = False, with_
             "budget_bytes": plan.budget_bytes,
             "total_bytes": plan.total_bytes,
             "fits": plan.fits,
-            "models": [_plan_row(p) for p in plan.models],
+            "models": [plan_row(p) for p in plan.models],
             "kv_cache_bytes_by_context": {n: {str(k): v for k, v in t.items()} for n, t in kv.items()},
             "over_budget_alone": too_big,
             "warnings": warnings,

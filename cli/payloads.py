@@ -164,6 +164,28 @@ class ModelsPlanPayload(TypedDict):
     budget_above_ram: bool
 
 
+class PulledFileRow(TypedDict):
+    filename: str  # in the repository
+    path: str  # in the Hugging Face cache (a snapshot link)
+    size_bytes: int
+    downloaded_bytes: int  # by this pull; 0 when it was in the cache already
+    verified: str  # "sha256", "git-sha1", "size only", or "cached"
+
+
+class PulledModelRow(TypedDict):
+    name: str | None  # the model in config.json; null for a reference given on the command line
+    ref: str  # the reference pinned to its file (a :QUANT reference resolved)
+    model_path: str  # the file llama.cpp opens (the first part of a split model)
+    files: list[PulledFileRow]
+
+
+class PullPayload(TypedDict):
+    config: str
+    pulled: list[PulledModelRow]
+    plan: list[PlanRow]  # the pulled models of config.json at their configured context
+    budget_bytes: int
+
+
 # --- config check --json ------------------------------------------------------------------------------------
 
 

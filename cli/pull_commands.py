@@ -4,6 +4,7 @@ check each header and print the memory plan; and `--pull` / `auto_pull` for the 
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,13 +20,16 @@ from rich.progress import (
 )
 
 from ggroute.cli import render
-from ggroute.cli.common import ConfigOption, err, fail, guarded, out
+from ggroute.cli.common import ConfigOption, JsonOption, emit_json, err, fail, guarded, out
+from ggroute.cli.config_commands import plan_row
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED
+from ggroute.cli.payloads import PulledModelRow, PullPayload
 from ggroute.core.errors import ModelNotDownloadedError, UnknownModelError, UsageError
 from ggroute.models.config import LoadedConfig, load_config
 from ggroute.models.hub_ref import HubRef, HubRefError, is_hub_ref, parse_hub_ref
 
 if TYPE_CHECKING:
+    from ggroute.models.catalog import BudgetPlan
     from ggroute.models.hub import PullResult
 
 PullOption = Annotated[bool, typer.Option(
@@ -93,20 +97,36 @@ def pull(
     target: Annotated[str | None, typer.Argument(
         help="A model name from config.json or an hf: reference; none: every hf: model config.json names.")] = None,
     config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Download hf: models into the Hugging Face cache (resumable), check their GGUF headers and print the
     memory plan at the configured context."""
     loaded = guarded(lambda: load_config(config))
     refs = _targets(loaded, target)
+    rows: list[PulledModelRow] = []
     for name, ref in refs.items():
         result = download(ref)
+        rows.append(_pulled_row(name or None, result))
         size = sum(f.size for f in result.files)
         got = sum(f.downloaded_bytes for f in result.files)
         how = ", ".join(sorted({f.verified for f in result.files}))
         what = f"downloaded {render.mb(got)}" if got else "already in the cache"
         err.print(f"{escape(name or ref.text)}: {escape(result.ref.text)} {what} ({render.mb(size)}, {how}) -> "
                   f"{escape(str(result.model_path))}", soft_wrap=True)
-    _print_plan(loaded, [n for n in refs if n])
+    plan = _plan(loaded, [n for n in refs if n])
+    if as_json:
+        payload: PullPayload = {"config": str(loaded.source), "pulled": rows,
+                                "plan": [plan_row(p) for p in plan.models] if plan else [],
+                                "budget_bytes": loaded.config.memory_budget_mb * 1_000_000}
+        emit_json(payload)
+    elif plan is not None:
+        out.print(render.plan_table(plan, {p.name: Path(p.path).name for p in plan.models}))
+
+
+def _pulled_row(name: str | None, result: PullResult) -> PulledModelRow:
+    return {"name": name, "ref": result.ref.text, "model_path": str(result.model_path),
+            "files": [{"filename": f.filename, "path": str(f.path), "size_bytes": f.size,
+                       "downloaded_bytes": f.downloaded_bytes, "verified": f.verified} for f in result.files]}
 
 
 def _targets(loaded: LoadedConfig, target: str | None) -> dict[str, HubRef]:
@@ -132,15 +152,12 @@ def _targets(loaded: LoadedConfig, target: str | None) -> dict[str, HubRef]:
     return {target: refs[target]}
 
 
-def _print_plan(loaded: LoadedConfig, names: list[str]) -> None:
+def _plan(loaded: LoadedConfig, names: list[str]) -> BudgetPlan | None:
     """The memory plan of the pulled models at their configured context (headers read and checked here)."""
     if not names:
-        return
+        return None
     from ggroute.models.catalog import BudgetPlan, ModelCatalog
 
     catalog = ModelCatalog(loaded)
-    specs = []
-    for name in names:
-        specs.append(guarded(partial(catalog.spec, name)))
-    plan = BudgetPlan([s.plan for s in specs], catalog.budget_bytes)
-    out.print(render.plan_table(plan, {s.name: s.path.name for s in specs}))
+    specs = [guarded(partial(catalog.spec, name)) for name in names]
+    return BudgetPlan([s.plan for s in specs], catalog.budget_bytes)

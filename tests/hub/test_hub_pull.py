@@ -224,3 +224,19 @@ def test_split_model_pulls_every_part_and_plans_the_whole(hub_env: HubEnv, split
     result.files[1].path.unlink()  # a part gone from the cache: not a model any more
     with pytest.raises(ModelNotDownloadedError, match="00002-of-00002.gguf"):
         local_model_file(parse_hub_ref(f"hf:{SPLIT_REPO}/Tiny-Q8_0/Tiny-Q8_0-00001-of-00002.gguf"))
+
+
+def test_catalog_keeps_the_snapshot_name_of_a_split_model(hub_env: HubEnv, tmp_path: Path,
+                                                          split_files: dict[str, StubFile]) -> None:
+    import json
+
+    from ggroute.models.catalog import ModelCatalog
+    from ggroute.models.config import load_config
+
+    pull(parse_hub_ref(f"hf:{SPLIT_REPO}:Q8_0"))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"models": {"coder": {"path": f"hf:{SPLIT_REPO}:Q8_0", "context_size": 256,
+                                                       "max_tokens": 16}}}), encoding="utf-8")
+    spec = ModelCatalog(load_config(config)).spec("coder")
+    assert spec.path.name == "Tiny-Q8_0-00001-of-00002.gguf"  # not the hash-named blob: llama.cpp finds part 2
+    assert spec.plan.weight_bytes == spec.info.weight_bytes == 4 * 64 * 64 * 4

@@ -50,9 +50,14 @@ def test_pull_downloads_the_configured_models_and_prints_their_plan(hub_env: Hub
     assert_exit(result, 0)
     assert "coder: " + SMOL_REF + " downloaded 98 MB (98 MB, sha256)" in result.stderr
     assert "Memory plan" in result.stdout and "coder" in result.stdout and "router" not in result.stdout
-    again = invoke("pull", "coder", "-c", str(hub_config))
+    again = invoke("pull", "coder", "--json", "-c", str(hub_config))
     assert_exit(again, 0)
     assert "already in the cache" in again.stderr
+    payload = json.loads(again.stdout)
+    [pulled] = payload["pulled"]
+    assert pulled["name"] == "coder" and pulled["ref"] == SMOL_REF
+    assert pulled["files"][0]["verified"] == "cached" and pulled["files"][0]["downloaded_bytes"] == 0
+    assert [p["name"] for p in payload["plan"]] == ["coder"] and payload["plan"][0]["context_size"] == 2048
 
 
 def test_pull_a_bare_reference(hub_env: HubEnv, hub_config: Path) -> None:
