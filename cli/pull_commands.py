@@ -79,18 +79,35 @@ def download(ref: HubRef) -> PullResult:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def pull_if_asked(loaded: LoadedConfig, asked: bool) -> None:
-    """With --pull or auto_pull: download the config's hf: models missing from the cache, before anything runs."""
-    if not (asked or loaded.config.auto_pull):
-        return
+def _missing(loaded: LoadedConfig) -> dict[str, HubRef]:
     from ggroute.models.hub import local_model_file
 
+    missing = {}
     for name, ref in hub_models(loaded).items():
         try:
             local_model_file(ref)
         except ModelNotDownloadedError:
-            err.print(f"model '{name}': downloading {escape(ref.text)}")
-            download(ref)
+            missing[name] = ref
+    return missing
+
+
+def pull_if_asked(loaded: LoadedConfig, asked: bool) -> None:
+    """With --pull or auto_pull: download the config's hf: models missing from the cache, before anything runs."""
+    if not (asked or loaded.config.auto_pull):
+        return
+    for name, ref in _missing(loaded).items():
+        err.print(f"model '{name}': downloading {escape(ref.text)}")
+        download(ref)
+
+
+def require_downloaded(loaded: LoadedConfig, config: Path | None) -> None:
+    """A server must not start with a model it cannot load: every hf: model must be in the cache."""
+    missing = _missing(loaded)
+    if missing:
+        command = "ggroute pull" + (f" --config {config}" if config is not None else "")
+        raise fail(ModelNotDownloadedError(
+            f"{', '.join(f'{n} ({r.text})' for n, r in missing.items())} not downloaded: run `{command}`, or pass "
+            "--pull", command=command))
 
 
 def pull(

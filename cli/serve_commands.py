@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ggroute.cli.common import ConfigOption, err, guarded
-from ggroute.cli.pull_commands import PullOption, pull_if_asked
+from ggroute.cli.pull_commands import PullOption, pull_if_asked, require_downloaded
 from ggroute.models.config import load_config
 
 
@@ -22,6 +22,7 @@ def serve(
     """Serve the OpenAI API on local models: "model": "auto" routes each request. Ctrl+C stops it (exit 0)."""
     loaded = guarded(lambda: load_config(config))
     pull_if_asked(loaded, pull)
+    require_downloaded(loaded, config)
     from ggroute.server.run import serve as run_server
 
     def ready(url: str) -> None:

@@ -99,6 +99,13 @@ def test_a_missing_model_is_an_error_naming_the_pull_command(hub_env: HubEnv, hu
     assert hub_env.stub.requests == []  # nothing downloads without --pull
 
 
+def test_serve_refuses_to_start_with_a_model_not_downloaded(hub_env: HubEnv, hub_config: Path) -> None:
+    result = invoke("serve", "--port", "0", "-c", str(hub_config))
+    assert_exit(result, 1)
+    assert f"coder ({SMOL_REF}) not downloaded: run `ggroute pull --config {hub_config}`" in result.stderr
+    assert "listening" not in result.stderr
+
+
 def test_pull_flag_and_auto_pull_download_before_running(hub_env: HubEnv, hub_config: Path, tmp_path: Path) -> None:
     loaded = load_config(hub_config)
     pull_if_asked(loaded, False)
