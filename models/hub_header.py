@@ -38,6 +38,7 @@ def _read_part(ref: HubRef, filename: str) -> GGUFInfo:
         with fs.open(remote, "rb", revision=ref.revision, block_size=_BLOCK, cache_type="readahead") as handle:
             size = int(handle.size)
             return parse_gguf_header(handle, label, size)
-    except FileNotFoundError:
-        raise HubError(f"{ref.text}: {ref.repo_id} has no file {filename} at revision {ref.revision or 'main'}: "
-                       "check the file name") from None
+    except FileNotFoundError as exc:  # HfFileSystem's answer for a missing repository, revision or file alike
+        raise HubError(f"{ref.text}: cannot read {filename} at revision {ref.revision or 'main'} of {ref.repo_id} "
+                       f"({exc}): check the repository, revision and file names (a private repository needs "
+                       "HF_TOKEN)") from None

@@ -151,12 +151,15 @@ def _handler(hub: StubHub) -> type[BaseHTTPRequestHandler]:
             else:
                 self._error(404, None, "not found")
 
-        def _repo(self, repo_id: str, revision: str) -> tuple[StubRepo, str] | None:
+        def _repo(self, repo_id: str, revision: str, *, content: bool = False) -> tuple[StubRepo, str] | None:
+            """The repository and the commit of `revision`; None once an error is sent. As on the Hub, a gated
+            repository's listing and info are public, its files' `content` needs the token."""
             repo = hub.repos.get(repo_id)
             if repo is None:
                 self._error(401, "RepoNotFound", "Repository not found")
                 return None
-            if repo.gated_token is not None and self.headers.get("Authorization") != f"Bearer {repo.gated_token}":
+            token_ok = self.headers.get("Authorization") == f"Bearer {repo.gated_token}"
+            if content and repo.gated_token is not None and not token_ok:
                 status = 403 if self.headers.get("Authorization") else 401
                 self._error(status, "GatedRepo", "Access to model is restricted")
                 return None
@@ -167,7 +170,7 @@ def _handler(hub: StubHub) -> type[BaseHTTPRequestHandler]:
             return repo, commit
 
         def _resolve(self, repo_id: str, revision: str, filename: str, body: bool) -> None:
-            found = self._repo(repo_id, revision)
+            found = self._repo(repo_id, revision, content=True)
             if found is None:
                 return
             repo, commit = found

@@ -177,3 +177,19 @@ def test_ctrl_c_during_pull_exits_130_and_the_next_pull_resumes(hub_env: HubEnv,
     [pulled] = pull(parse_hub_ref(SMOL_REF)).files
     assert [r.range for r in hub_env.stub.body_gets()] == [f"bytes={kept}-"]
     assert pulled.verified == "sha256"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("hf:nobody/No-Such-Repo/x-Q4_1.gguf", "check the repository, revision and file names"),
+        (f"hf:{SMOL_REPO}/missing-Q4_1.gguf", "check the repository, revision and file names"),
+        (f"hf:{GATED_REPO}/Gated-Q4_1.gguf", "gated repository"),
+        (f"hf:{SMOL_REPO}/notes/page-Q8_0.gguf", "is not a GGUF file"),
+    ],
+)
+def test_models_plan_of_a_remote_header_that_cannot_be_read(hub_env: HubEnv, tmp_path: Path, path: str,
+                                                             message: str) -> None:
+    result = invoke("models", "--plan", "-c", str(write_config(tmp_path, {"coder": {"path": path}})))
+    assert_exit(result, 1)
+    assert "model 'coder'" in result.stderr and message in result.stderr
