@@ -67,8 +67,9 @@ def hub_models(loaded: LoadedConfig) -> dict[str, HubRef]:
 
 def download(ref: HubRef) -> PullResult:
     """Pull one reference with a progress bar; Ctrl+C keeps the partial file and exits 130."""
-    from ggroute.models.hub import pull
+    from ggroute.models.hub import log_once, pull
 
+    log_once()
     with _progress() as progress:
         try:
             return guarded(lambda: pull(ref, RichDownload(progress)))
@@ -128,7 +129,8 @@ def pull(
         got = sum(f.downloaded_bytes for f in result.files)
         how = ", ".join(sorted({f.verified for f in result.files}))
         what = f"downloaded {render.mb(got)}" if got else "already in the cache"
-        err.print(f"{escape(name or ref.text)}: {escape(result.ref.text)} {what} ({render.mb(size)}, {how}) -> "
+        label = f"{escape(name)}: " if name else ""
+        err.print(f"{label}{escape(result.ref.text)} {what} ({render.mb(size)}, {how}) -> "
                   f"{escape(str(result.model_path))}", soft_wrap=True)
     plan = _plan(loaded, [n for n in refs if n])
     if as_json:

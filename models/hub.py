@@ -69,6 +69,14 @@ class PullResult:
         return self.files[0].path
 
 
+def log_once() -> None:
+    """huggingface_hub prints its warnings (a retried transfer) with its own handler and also passes them to the
+    root logger, which a face may have configured too: stop the second copy."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.disable_propagation()
+
+
 def is_offline() -> bool:
     """HF_HUB_OFFLINE is set: huggingface_hub makes no request."""
     from huggingface_hub import constants
