@@ -182,11 +182,12 @@ def _pull_file(ref: HubRef, filename: str, progress: DownloadProgress | None) ->
     if not blob.exists():
         blobs.mkdir(parents=True, exist_ok=True)
         partial = blob.with_name(blob.name + PARTIAL_SUFFIX)
-        with WeakFileLock(str(partial) + ".lock"):
-            downloaded = _download(meta.location, partial, meta.size, filename, progress,
-                                   with_token=_origin(meta.location) == _origin(url))
-            verified = _verify(partial, meta.etag, ref, filename)
-            os.replace(partial, blob)
+        with WeakFileLock(str(partial) + ".lock"):  # another pull of this file appends to the same partial
+            if not blob.exists():  # that other pull may have finished it while this one waited
+                downloaded = _download(meta.location, partial, meta.size, filename, progress,
+                                       with_token=_origin(meta.location) == _origin(url))
+                verified = _verify(partial, meta.etag, ref, filename)
+                os.replace(partial, blob)
     bar = _bar_class(filename, progress) if progress is not None else None
     path = Path(hf_hub_download(ref.repo_id, filename, revision=ref.revision, tqdm_class=bar))
     return PulledFile(filename, path, path.stat().st_size, downloaded, verified)

@@ -240,3 +240,14 @@ def test_catalog_keeps_the_snapshot_name_of_a_split_model(hub_env: HubEnv, tmp_p
     spec = ModelCatalog(load_config(config)).spec("coder")
     assert spec.path.name == "Tiny-Q8_0-00001-of-00002.gguf"  # not the hash-named blob: llama.cpp finds part 2
     assert spec.plan.weight_bytes == spec.info.weight_bytes == 4 * 64 * 64 * 4
+
+
+def test_two_pulls_of_one_file_at_once_download_it_once(hub_env: HubEnv) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    hub_env.stub.throttle_s = 0.005
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: pull(parse_hub_ref(SMOL_REF)), range(2)))
+    assert results[0].model_path == results[1].model_path
+    assert sorted(r.files[0].verified for r in results) == ["cached", "sha256"]
+    assert len(hub_env.stub.body_gets()) == 1
