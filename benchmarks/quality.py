@@ -1,9 +1,9 @@
 """Output quality per route and configuration variant, on HumanEval: what issue 11's changes are judged by.
 
 For each route and each variant (the shipped config, or model settings changed for that route's model), runs
-all HumanEval problems (or --limit N) the way `ggroute eval humaneval --route R` does, and reports:
-pass@1, how generations ended (stop / repetition / length / timeout), how many ran into max_tokens while
-looping (the last 600 characters compress below 25% of their size with zlib: text that repeats itself),
+all HumanEval problems (or --limit N, or --task HumanEval/N ...) the way `ggroute eval humaneval --route R`
+does, and reports: pass@1, how generations ended (stop / repetition / length / timeout), how many ran into
+max_tokens while looping (the last 600 characters compress below 25% of their size with zlib: text that repeats itself),
 completion tokens per problem, and wall time (generation and the sandboxed checks).
 
     python benchmarks/quality.py --route coder --route algorithm \\
@@ -85,7 +85,7 @@ def suite_score(loaded: LoadedConfig, suites: list[str]) -> dict[str, object]:
 
 
 def measure(config: str | None, route: str, variant: Variant, limit: int | None,
-            suites: list[str]) -> dict[str, object]:
+            suites: list[str], tasks: list[str]) -> dict[str, object]:
     base = load_with_overrides(config, [])
     router = base.config.router
     if router is None or route not in router.routes:
@@ -104,6 +104,11 @@ def measure(config: str | None, route: str, variant: Variant, limit: int | None,
         raise SystemExit(f"request.prompt must be one of {', '.join(he.PROMPT_MODES)}")
     max_tokens = min(spec.settings.max_tokens, 512)
     problems = he.load_problems(limit)
+    if tasks:
+        known = {p.task_id for p in problems}
+        if missing := [t for t in tasks if t not in known]:
+            raise SystemExit(f"unknown --task {missing[0]} (e.g. HumanEval/0)")
+        problems = [p for p in problems if p.task_id in tasks]
     started = time.perf_counter()
     with Pipeline(he.eval_config(loaded, spec, mode)) as pipeline:
         options = RequestOptions(max_tokens=max_tokens, stop_after_code=bool(request.get("stop_after_code", True)))
@@ -126,7 +131,9 @@ def measure(config: str | None, route: str, variant: Variant, limit: int | None,
         "passed_ids": [r.task_id for r in results if r.passed],
         "problems": [{"task_id": r.task_id, "passed": r.passed, "finish_reason": r.finish_reason,
                       "completion_tokens": r.completion_tokens, "looping": looping(r.completion),
-                      "tail": r.completion[-LOOP_TAIL_CHARS:]} for r in results],
+                      "tail": r.completion[-LOOP_TAIL_CHARS:],
+                      # whole text where it ran into max_tokens: what a loop guard change is studied on
+                      "completion": r.completion if r.finish_reason == "length" else None} for r in results],
     }
 
 
@@ -156,13 +163,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("-c", "--config", default=None)
     parser.add_argument("--suite", action="append", default=[], help="also run this suite file per variant")
+    parser.add_argument("--task", action="append", default=[], help="only this problem (HumanEval/N); repeatable")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
     variants = [Variant.parse(text) for text in (args.variant or ["shipped"])]
     rows = []
     for route in args.route:
         for variant in variants:
-            row = measure(args.config, route, variant, args.limit, args.suite)
+            row = measure(args.config, route, variant, args.limit, args.suite, args.task)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k not in ("passed_ids", "problems")}), flush=True)
     print(table(rows))

@@ -50,7 +50,7 @@ class LoopGuardConfig(StrictModel):
         description="A cycle of lines written this many times in a row is a loop. At least 3: equal lines twice in "
         "a row are common in ordinary code.",
     )
-    max_cycle_lines: int = Field(8, ge=1, le=64, description="Longest cycle, in lines, that is looked for.")
+    max_cycle_lines: int = Field(24, ge=1, le=64, description="Longest cycle, in lines, that is looked for.")
 
     @field_validator("min_repeats")
     @classmethod

@@ -7,11 +7,18 @@ of the text is a loop, provided the cycle holds a line with some substance (clos
 repeat in ordinary code). A single line that grows past `_RUNAWAY_LINE_CHARS` without a newline and whose end
 is periodic (`abcabcabc...`) is a loop too.
 
+A long cycle (at least `_LONG_CYCLE_CHARS` characters: a docstring and a `def` written again and again, a
+pair of long comment lines) is a loop at its third copy: nobody writes a block that long three times in a row
+on purpose, and at four copies a 512-token answer is often over before the guard would fire.
+
 Small models also count their way through a loop (`fib4(22) -> ...`, `fib4(23) -> ...`; `if i == 54:` /
-`continue`, `if i == 56:` / `continue`): lines equal once their digits are masked are a loop too, at three times
-the repeats, because short tables of similar numbered lines (test cases, data) are also written on purpose. At
-that count a cycle needs no substance: a dozen lines of nothing but indentation is a loop as well (empty lines
-never are).
+`continue`; `# then remove the thirty-five element`; `if text == 'r':` / `return True`; `return [1, 2, 3]`,
+`return [1, 2, 3, 4]`): lines equal once what counts is masked (numbers in digits or in words, ordinals, a
+single character in quotes, a list of numbers of any length) are a loop too. A counting cycle needs more
+copies: 12 lines in all for a cycle of 1 to 3 lines (three times the repeats for a single line), `min_repeats`
+copies for longer ones, because short tables of similar numbered lines (test cases, data) are also written on
+purpose. A counting cycle needs no substance: a dozen lines of nothing but indentation is a loop as well (empty
+lines never are).
 
 When it fires, the text is cut after the first occurrence of the cycle: what the model said once is kept,
 its repeats are dropped.
@@ -23,14 +30,31 @@ import re
 from dataclasses import dataclass
 
 _SUBSTANTIAL_CHARS = 4  # a cycle needs a line with at least this many non-blank characters
+_LONG_CYCLE_CHARS = 100  # a cycle with at least this many non-blank characters is a loop at its third copy
+_LONG_CYCLE_REPEATS = 3
+_COUNTING_LINES = 12  # a counting cycle of 1-3 lines is a loop once it fills this many lines
 _RUNAWAY_LINE_CHARS = 512
 _RUNAWAY_TAIL_CHARS = 256
 _RUNAWAY_MAX_PERIOD = 64
 _DIGITS = re.compile(r"\d+")
+_NUMBER_WORD = (r"(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+                r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
+                r"thousand|million|billion|first|second|third|fifth|eighth|ninth|twelfth|"
+                r"(?:four|six|seven|eleven|thir|fif|eigh|nine)teenth|(?:four|six|seven|ten|eleven|hundred|thousand)th|"
+                r"(?:twent|thirt|fort|fift|sixt|sevent|eight|ninet)ieth)")
+_COUNTING = re.compile(
+    rf"\d+(?:\.\d+)?|\b{_NUMBER_WORD}(?:[- ](?:and[- ])?{_NUMBER_WORD})*\b|(['\"])[^'\"\\]\1", re.IGNORECASE)
+_NUMBER_LIST = re.compile(r"0(?:\s*,\s*0)+")
 
 
 def _mask_digits(text: str) -> str:
     return _DIGITS.sub("0", text)
+
+
+def _mask_counting(line: str) -> str:
+    """The line with what a counting loop changes from copy to copy masked: `# the thirty-five element` and
+    `# the 36th element`, `return [1, 2]` and `return [1, 2, 3]`, `'a'` and `'b'` all compare equal."""
+    return _NUMBER_LIST.sub("0", _COUNTING.sub(lambda m: "'?'" if m.group(1) else "0", line))
 
 
 @dataclass(frozen=True)
@@ -45,7 +69,7 @@ class LoopGuard:
         self.min_repeats = min_repeats
         self.max_cycle_lines = max_cycle_lines
         self._lines: list[str] = []  # complete lines so far
-        self._masked: list[str] = []  # the same with digits masked
+        self._masked: list[str] = []  # the same with what counts masked (_mask_counting)
         self._line_starts: list[int] = []  # offset in the text where each line starts
         self._partial_start = 0  # offset where the line being written starts
         self._checked_runaway_at = 0
@@ -55,7 +79,7 @@ class LoopGuard:
         start = new_from
         while (newline := text.find("\n", start)) >= 0:
             self._lines.append(text[self._partial_start:newline])
-            self._masked.append(_mask_digits(self._lines[-1]))
+            self._masked.append(_mask_counting(self._lines[-1]))
             self._line_starts.append(self._partial_start)
             self._partial_start = start = newline + 1
             loop = self._line_cycle(text)
@@ -67,20 +91,31 @@ class LoopGuard:
         return None
 
     def _line_cycle(self, text: str) -> Loop | None:
-        return (self._cycle_in(self._lines, self.min_repeats, text, substantial=True)
-                or self._cycle_in(self._masked, 3 * self.min_repeats, text, substantial=False))
+        return self._cycle_in(self._lines, text, counting=False) or self._cycle_in(self._masked, text, counting=True)
 
-    def _cycle_in(self, lines: list[str], repeats: int, text: str, *, substantial: bool) -> Loop | None:
+    def _repeats_needed(self, cycle: list[str], *, counting: bool) -> int:
+        if counting:
+            return max(self.min_repeats, -(-_COUNTING_LINES // len(cycle)))
+        if sum(len(line.strip()) for line in cycle) >= _LONG_CYCLE_CHARS:
+            return min(self.min_repeats, _LONG_CYCLE_REPEATS)
+        return self.min_repeats
+
+    def _cycle_in(self, lines: list[str], text: str, *, counting: bool) -> Loop | None:
         for size in range(1, self.max_cycle_lines + 1):
-            span = size * repeats
-            if span > len(lines):
+            if size * min(self.min_repeats, _LONG_CYCLE_REPEATS) > len(lines):
                 break
             cycle = lines[-size:]
-            if substantial and not any(len(line.strip()) >= _SUBSTANTIAL_CHARS for line in cycle):
+            if lines[-2 * size:-size] != cycle:  # not even twice: the common case, decided cheaply
+                continue
+            if not counting and not any(len(line.strip()) >= _SUBSTANTIAL_CHARS for line in cycle):
                 continue
             if not any(cycle):  # empty lines, however many, are layout
                 continue
-            if all(lines[-size * (r + 1): len(lines) - size * r] == cycle for r in range(1, repeats)):
+            repeats = self._repeats_needed(cycle, counting=counting)
+            span = size * repeats
+            if span > len(lines):
+                continue
+            if all(lines[-size * (r + 1): len(lines) - size * r] == cycle for r in range(2, repeats)):
                 first = len(lines) - span  # index of the first line of the first occurrence
                 keep = self._line_starts[first + size]  # through the newline that ends the first occurrence
                 return Loop(keep, text[self._line_starts[first]:keep], repeats)

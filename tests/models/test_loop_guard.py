@@ -115,3 +115,63 @@ def test_a_short_table_of_test_cases_is_not_a_loop() -> None:
 def test_a_dozen_lines_of_indentation_is_a_loop() -> None:
     _, loop = feed_all(LoopGuard(4, 8), "def f():\n    x = 1\n" + "    \n" * 40)
     assert loop is not None and loop.repeats == 12  # type: ignore[attr-defined]
+
+
+def test_a_long_block_written_a_third_time_is_a_loop() -> None:
+    block = ("    def any_int(x, y, z):\n        '''\n        Create a function that takes 3 numbers.\n"
+             "        Returns true if one of the numbers is equal to the sum of the other two.\n\n"
+             "        Examples\n        any_int(5, 2, 7) ➞ True\n\n        any_int(3, 2, 2) ➞ False\n    '''\n")
+    at, loop = feed_all(LoopGuard(4, 24), block * 6)
+    assert loop is not None and loop.cycle == block and loop.repeats == 3  # type: ignore[attr-defined]
+    assert at <= 3 * len(block) + 3
+
+
+def test_a_short_block_written_three_times_is_not_a_loop() -> None:
+    assert feed_all(LoopGuard(4, 24), "x = f()\nprint(x)\n" * 3 + "done()\n")[1] is None
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # ordinals and numbers in words, hyphenated or not
+        [f"    # then remove the {w} element\n" for w in (
+            "thirty-five", "thirty-six", "thirty-seven", "thirty-eight", "thirty-nine", "forty-one", "forty-two",
+            "forty-three", "forty-four", "forty-five", "forty-six", "forty-seven", "forty-eight", "forty-nine")],
+        [f"    # {w} find the closest number\n    closest = smallest - closest\n" for w in (
+            "sixteenth", "seventeenth", "eighteenth", "nineteenth", "twentieth", "twenty", "thirty", "forty")],
+        # a single character in quotes
+        [f"    if text == '{c}':\n        return True\n" for c in "abcdefghijklmnop"],
+        # a list of numbers that grows
+        [f"    if n == {n}:\n        return {list(range(1, n))}\n" for n in range(4, 20)],
+        [f"    elif operator in [{n}, {n + 1}]:\n        return {n // 2}\n" for n in range(30, 60, 2)],
+        # a numbered six-line cycle
+        [f"    elif n == {n}:\n        print(\"No {fruit} in the basket\")\n"
+         for n, fruit in zip(range(12, 42), ["apples", "oranges", "mango fruits"] * 10, strict=True)],
+    ],
+    ids=["number-words", "ordinals", "quoted-letters", "growing-lists", "number-pairs", "six-line-count"],
+)
+def test_a_loop_that_counts_in_words_letters_or_lists_is_a_loop(lines: list[str]) -> None:
+    text = "def f(n):\n" + "".join(lines)
+    at, loop = feed_all(LoopGuard(4, 24), text)
+    assert loop is not None, "not recognised"
+    assert at < len(text)  # stopped before the end: the loop was recognised while it ran
+    assert text[: loop.keep_chars].startswith("def f(n):\n" + lines[0].split("\n")[0])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a conversion table: numbers and strings that differ
+        "".join(f"    ({n}, '{r}'),\n" for n, r in [(1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"),
+                                                     (90, "XC"), (50, "L"), (40, "XL"), (10, "X"), (9, "IX"),
+                                                     (5, "V"), (4, "IV"), (1, "I")]),
+        # eleven numbered test cases, one per line
+        "".join(f"assert add({i}, {i}) == {2 * i}\n" for i in range(11)),
+        # five numbered branches of two lines
+        "".join(f"    if n == {n}:\n        return {n * n}\n" for n in range(5)),
+        # three numbered branches of four lines
+        "".join(f"    if n == {n}:\n        x = {n}\n        y = x * {n}\n        return y\n" for n in range(3)),
+    ],
+)
+def test_ordinary_counted_code_is_not_a_loop(text: str) -> None:
+    assert feed_all(LoopGuard(4, 24), text)[1] is None
