@@ -26,6 +26,9 @@ def models_plan(loaded: LoadedConfig, as_json: bool) -> None:
         emit_json(_payload(loaded, report))
     else:
         out.print(_table(loaded, report))
+        for m in report.models:  # below the table: a path does not fit a column on an 80-column terminal
+            missing = "" if m.downloaded else " [yellow](not downloaded)[/]"
+            out.print(f"{escape(m.name)}: {escape(Path(str(m.info.path)).name)}{missing}", soft_wrap=True)
         for line in _verdict(loaded, report):
             out.print(line)
     for name, problem in report.errors.items():
@@ -50,18 +53,27 @@ def _payload(loaded: LoadedConfig, report: PlanReport) -> ModelsPlanPayload:
             "budget_above_ram": report.budget_above_ram}
 
 
+def _context_label(tokens: int) -> str:
+    return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
+
+
 def _table(loaded: LoadedConfig, report: PlanReport) -> Table:
     contexts = sorted({c for m in report.models for c in m.by_context})
-    table = Table(title=f"Memory plan of {loaded.source} (estimates from GGUF headers; weights + KV cache + compute)")
-    for col in ("model", "file", "quant", "context", "needs", *(str(c) for c in contexts)):
-        table.add_column(col, justify="left" if col in ("model", "file", "quant") else "right")
+    table = Table(title=f"Memory plan of {loaded.source}: MB, estimated from GGUF headers (weights + KV cache + "
+                  "compute)")
+    table.add_column("model", no_wrap=True)
+    table.add_column("quant", no_wrap=True)
+    table.add_column("context", justify="right", no_wrap=True)
+    table.add_column("needs", justify="right", no_wrap=True)
+    for context in contexts:
+        table.add_column(_context_label(context), justify="right", no_wrap=True)
     for m in report.models:
-        where = Path(str(m.info.path)).name + ("" if m.downloaded else " [yellow](not downloaded)[/]")
-        cells = [render.mb(m.by_context[c]) if c in m.by_context else "-" for c in contexts]
+        cells = [f"{m.by_context[c] / render.MB:,.0f}" if c in m.by_context else "-" for c in contexts]
         cells = [f"[bold]{c}[/]" if ctx == m.plan.context_size else c for c, ctx in zip(cells, contexts, strict=True)]
-        table.add_row(m.name, where, m.info.quantization, str(m.plan.context_size), render.mb(m.plan.own_bytes),
-                      *cells)
-    table.caption = "needs: the model alone at its configured context (bold); the other columns: at that context_size"
+        table.add_row(m.name, m.info.quantization, str(m.plan.context_size),
+                      f"{m.plan.own_bytes / render.MB:,.0f}", *cells)
+    table.caption = ("needs: the model alone at its configured context (bold); 2K ... 32K: the same at that "
+                     "context_size")
     return table
 
 

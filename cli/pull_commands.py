@@ -159,9 +159,10 @@ def _targets(loaded: LoadedConfig, target: str | None) -> dict[str, HubRef]:
         return {named[0] if named else "": ref}
     refs = hub_models(loaded)
     if target is None:
-        if not refs:
-            raise fail(UsageError(f"{loaded.source} names no hf: models (paths hf:OWNER/REPO/FILE.gguf): nothing to "
-                                  "pull; give a reference such as `ggroute pull hf:OWNER/REPO:Q4_K_M`"))
+        if not refs:  # not an error: every model is a local file or ships in a package
+            err.print(f"nothing to pull: {escape(str(loaded.source))} names no hf: models (its models are local files "
+                      "or ship in Python packages); to download one: `ggroute pull hf:OWNER/REPO:Q4_K_M`",
+                      soft_wrap=True)
         return refs
     if target not in loaded.config.models:
         raise fail(UnknownModelError(target, list(loaded.config.models)))
