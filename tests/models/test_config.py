@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ggroute.core.errors import ConfigError, UnknownModelError, UsageError
+from ggroute.core.errors import ConfigError, ModelFileError, UnknownModelError, UsageError
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import (
     CONFIG_ENV,
@@ -345,3 +345,17 @@ def test_docs_config_md_field_reference_is_in_sync_with_the_schema() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text(encoding="utf-8")
     embedded = doc.split("<!-- generated:start -->\n", 1)[1].split("<!-- generated:end -->", 1)[0]
     assert embedded == markdown_reference(), "regenerate with `ggroute config docs` (see docs/config.md)"
+
+
+def test_the_shipped_route_head_can_be_named_from_any_folder(tmp_path: Path) -> None:
+    shipped = json.loads(Path(__file__).resolve().parents[2].joinpath("config.json").read_text(encoding="utf-8"))
+    shipped["router"]["head"] = "pkg:ggroute.models/router-head.json"
+    config = tmp_path / "elsewhere" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps(shipped), encoding="utf-8")
+    head = load_config(config).router_head_path
+    assert head is not None and head.is_file() and head.parent.name == "models"
+    shipped["router"]["head"] = "pkg:ggroute.models/no-such-head.json"
+    config.write_text(json.dumps(shipped), encoding="utf-8")
+    with pytest.raises(ModelFileError, match="has no file 'no-such-head.json'"):
+        _ = load_config(config).router_head_path
