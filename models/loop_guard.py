@@ -32,7 +32,9 @@ from dataclasses import dataclass
 _SUBSTANTIAL_CHARS = 4  # a cycle needs a line with at least this many non-blank characters
 _LONG_CYCLE_CHARS = 100  # a cycle with at least this many non-blank characters is a loop at its third copy
 _LONG_CYCLE_REPEATS = 3
-_COUNTING_LINES = 12  # a counting cycle of 1-3 lines is a loop once it fills this many lines
+_COUNTING_LINES = 16  # a counting cycle of 1-3 lines is a loop once it fills this many lines
+_PROSE_LETTERS = 0.8  # share of letters and spaces that makes a line prose rather than code or data
+_SENTENCE_WORDS = 10  # spaces: a sentence of eleven words or more
 _RUNAWAY_LINE_CHARS = 512
 _RUNAWAY_TAIL_CHARS = 256
 _RUNAWAY_MAX_PERIOD = 64
@@ -43,7 +45,8 @@ _NUMBER_WORD = (r"(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleve
                 r"(?:four|six|seven|eleven|thir|fif|eigh|nine)teenth|(?:four|six|seven|ten|eleven|hundred|thousand)th|"
                 r"(?:twent|thirt|fort|fift|sixt|sevent|eight|ninet)ieth)")
 _COUNTING = re.compile(
-    rf"\d+(?:\.\d+)?|\b{_NUMBER_WORD}(?:[- ](?:and[- ])?{_NUMBER_WORD})*\b|(['\"])[^'\"\\]\1", re.IGNORECASE)
+    rf"\d+(?:\.\d+)?|\b{_NUMBER_WORD}(?:[- ](?:and[- ])?{_NUMBER_WORD})*\b|(['\"])[^'\"\\]\1|(`)[^`\s]{{1,3}}`",
+    re.IGNORECASE)
 _NUMBER_LIST = re.compile(r"0(?:\s*,\s*0)+")
 
 
@@ -54,7 +57,17 @@ def _mask_digits(text: str) -> str:
 def _mask_counting(line: str) -> str:
     """The line with what a counting loop changes from copy to copy masked: `# the thirty-five element` and
     `# the 36th element`, `return [1, 2]` and `return [1, 2, 3]`, `'a'` and `'b'` all compare equal."""
-    return _NUMBER_LIST.sub("0", _COUNTING.sub(lambda m: "'?'" if m.group(1) else "0", line))
+    return _NUMBER_LIST.sub("0", _COUNTING.sub(lambda m: "'?'" if m.group(1) or m.group(2) else "0", line))
+
+
+def _is_sentence(lines: list[str]) -> bool:
+    """One line of prose (blank lines around it aside): mostly letters and spaces, eleven words or more."""
+    written = [line.strip() for line in lines if line.strip()]
+    if len(written) != 1:
+        return False
+    text = written[0]
+    letters = sum(c.isalpha() or c == " " for c in text)
+    return text.count(" ") >= _SENTENCE_WORDS and letters >= _PROSE_LETTERS * len(text)
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,7 @@ class Loop:
     keep_chars: int  # the text to keep: up to the end of the cycle's first occurrence
     cycle: str  # one occurrence of the repeated text
     repeats: int  # how many times it had been written when recognised
+    kind: str = "exact"  # "exact" (equal lines), "counting" (equal once numbers are masked) or "runaway" (one line)
 
 
 class LoopGuard:
@@ -94,9 +108,12 @@ class LoopGuard:
         return self._cycle_in(self._lines, text, counting=False) or self._cycle_in(self._masked, text, counting=True)
 
     def _repeats_needed(self, cycle: list[str], *, counting: bool) -> int:
+        long_cycle = sum(len(line.strip()) for line in cycle) >= _LONG_CYCLE_CHARS
         if counting:
+            if long_cycle and _is_sentence(cycle):  # a long sentence again and again with one word changed
+                return min(self.min_repeats, _LONG_CYCLE_REPEATS)
             return max(self.min_repeats, -(-_COUNTING_LINES // len(cycle)))
-        if sum(len(line.strip()) for line in cycle) >= _LONG_CYCLE_CHARS:
+        if long_cycle:
             return min(self.min_repeats, _LONG_CYCLE_REPEATS)
         return self.min_repeats
 
@@ -118,7 +135,7 @@ class LoopGuard:
             if all(lines[-size * (r + 1): len(lines) - size * r] == cycle for r in range(2, repeats)):
                 first = len(lines) - span  # index of the first line of the first occurrence
                 keep = self._line_starts[first + size]  # through the newline that ends the first occurrence
-                return Loop(keep, text[self._line_starts[first]:keep], repeats)
+                return Loop(keep, text[self._line_starts[first]:keep], repeats, "counting" if counting else "exact")
         return None
 
     def _runaway_line(self, text: str) -> Loop | None:
@@ -132,7 +149,7 @@ class LoopGuard:
                 # Masking shortens numbers, so the cut is placed in the line by how much of it is periodic.
                 periodic = len(masked) - len(tail) + period
                 keep = self._partial_start + self._original_offset(text[self._partial_start:], periodic)
-                return Loop(keep, unit, len(tail) // period)
+                return Loop(keep, unit, len(tail) // period, "runaway")
         return None
 
     @staticmethod

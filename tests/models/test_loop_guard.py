@@ -87,11 +87,11 @@ def test_a_threshold_that_would_stop_ordinary_answers_is_refused(value: int) -> 
         LoopGuardConfig(min_repeats=value)
 
 
-def test_a_loop_that_counts_is_a_loop_at_three_times_the_repeats() -> None:
+def test_a_loop_that_counts_is_a_loop_at_sixteen_lines() -> None:
     lines = "".join(f"    fib4({n}) -> {n * 37 % 1000}.98\n" for n in range(20, 60))
     at, loop = feed_all(LoopGuard(4, 8), "def fib4(n):\n" + lines)
-    assert loop is not None and loop.repeats == 12  # type: ignore[attr-defined]
-    assert at < len("def fib4(n):\n") + len(lines) // 3 + 3  # stopped after the 12th line, not at the end
+    assert loop is not None and loop.repeats == 16  # type: ignore[attr-defined]
+    assert at < len("def fib4(n):\n") + len(lines) * 16 // 40 + 3  # stopped after the 16th line, not at the end
 
 
 def test_a_numbered_two_line_cycle_is_a_loop() -> None:
@@ -112,9 +112,9 @@ def test_a_short_table_of_test_cases_is_not_a_loop() -> None:
     assert feed_all(LoopGuard(4, 8), cases)[1] is None
 
 
-def test_a_dozen_lines_of_indentation_is_a_loop() -> None:
+def test_sixteen_lines_of_indentation_are_a_loop() -> None:
     _, loop = feed_all(LoopGuard(4, 8), "def f():\n    x = 1\n" + "    \n" * 40)
-    assert loop is not None and loop.repeats == 12  # type: ignore[attr-defined]
+    assert loop is not None and loop.repeats == 16  # type: ignore[attr-defined]
 
 
 def test_a_long_block_written_a_third_time_is_a_loop() -> None:
@@ -136,9 +136,11 @@ def test_a_short_block_written_three_times_is_not_a_loop() -> None:
         # ordinals and numbers in words, hyphenated or not
         [f"    # then remove the {w} element\n" for w in (
             "thirty-five", "thirty-six", "thirty-seven", "thirty-eight", "thirty-nine", "forty-one", "forty-two",
-            "forty-three", "forty-four", "forty-five", "forty-six", "forty-seven", "forty-eight", "forty-nine")],
+            "forty-three", "forty-four", "forty-five", "forty-six", "forty-seven", "forty-eight", "forty-nine",
+            "fifty", "fifty-one", "fifty-two", "fifty-three", "fifty-four")],
         [f"    # {w} find the closest number\n    closest = smallest - closest\n" for w in (
-            "sixteenth", "seventeenth", "eighteenth", "nineteenth", "twentieth", "twenty", "thirty", "forty")],
+            "sixteenth", "seventeenth", "eighteenth", "nineteenth", "twentieth", "twenty", "thirty", "forty",
+            "fifty", "sixtieth")],
         # a single character in quotes
         [f"    if text == '{c}':\n        return True\n" for c in "abcdefghijklmnop"],
         # a list of numbers that grows
@@ -165,8 +167,8 @@ def test_a_loop_that_counts_in_words_letters_or_lists_is_a_loop(lines: list[str]
         "".join(f"    ({n}, '{r}'),\n" for n, r in [(1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"),
                                                      (90, "XC"), (50, "L"), (40, "XL"), (10, "X"), (9, "IX"),
                                                      (5, "V"), (4, "IV"), (1, "I")]),
-        # eleven numbered test cases, one per line
-        "".join(f"assert add({i}, {i}) == {2 * i}\n" for i in range(11)),
+        # fifteen numbered test cases, one per line
+        "".join(f"assert add({i}, {i}) == {2 * i}\n" for i in range(15)),
         # five numbered branches of two lines
         "".join(f"    if n == {n}:\n        return {n * n}\n" for n in range(5)),
         # three numbered branches of four lines
@@ -174,4 +176,33 @@ def test_a_loop_that_counts_in_words_letters_or_lists_is_a_loop(lines: list[str]
     ],
 )
 def test_ordinary_counted_code_is_not_a_loop(text: str) -> None:
+    assert feed_all(LoopGuard(4, 24), text)[1] is None
+
+
+def test_a_sentence_written_a_third_time_with_one_flag_changed_is_a_loop() -> None:
+    # `ggroute run --route coder "Dockerfile for a Flask app"`: the same explanation for flag after flag
+    intro = "This command builds the image.\n\n"
+    copies = [f"The `{flag}` flag specifies that the output should be a `flask-app.heroku_create.heroku_create.yml` "
+              "file.\n\n" for flag in ("-t", "-f", "-p", "-f", "-o")]
+    text = intro + "".join(copies)
+    at, loop = feed_all(LoopGuard(4, 24), text)
+    assert loop is not None and loop.kind == "counting" and loop.repeats == 3
+    assert at < len(text) - len(copies[-1]) + 3  # before the fourth copy was written
+    assert text[: loop.keep_chars].rstrip("\n") == intro + copies[0].rstrip("\n")  # the first copy is kept
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # three flags explained differently: prose, but not the same sentence
+        "The `-t` flag tags the image with a name and optionally a version, like myapp:1.0 or myapp:latest.\n\n"
+        "The `-f` flag names the Dockerfile to build from, when it is not called Dockerfile or not in the root.\n\n"
+        "The `-q` flag suppresses the build output and prints only the image ID at the end of a successful build.\n",
+        # three long code lines that differ only in a number: code, not prose
+        "".join(f"    result_{i} = compute_statistics(dataset_frame, window_size={i}, min_periods=1, center=True, "
+                "closed='right')\n" for i in range(3)),
+    ],
+    ids=["different-sentences", "long-code-lines"],
+)
+def test_three_similar_lines_that_are_not_one_sentence_repeated_are_not_a_loop(text: str) -> None:
     assert feed_all(LoopGuard(4, 24), text)[1] is None
