@@ -44,7 +44,9 @@ def main() -> None:
     rows = []
     for argv, stdin in examples(args.readme):
         command = [sys.executable, "-m", "ggroute.cli", *argv[1:], *([] if "--json" in argv else ["--json"])]
-        done = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
+        # `echo` ends its text with a newline, and the model sees it: send exactly what the shell would
+        done = subprocess.run(command, input=None if stdin is None else stdin + "\n", capture_output=True, text=True,
+                              check=False)
         if done.returncode != 0:
             rows.append({"example": shlex.join(argv), "exit": done.returncode, "stderr": done.stderr[-400:]})
         else:

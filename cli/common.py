@@ -43,6 +43,9 @@ SeedOption = Annotated[int | None, typer.Option(min=0, help="Override the model'
 CodeOption = Annotated[bool, typer.Option(
     "--code", help="Print only the code of the answer (its first fenced block); generation stops once a Python "
                    "block has closed. With --json add code fields.")]
+NoLoopGuardOption = Annotated[bool, typer.Option(
+    "--no-loop-guard", help="Do not stop repetition for this request (when the guard cut an answer that was not "
+                            "a loop, e.g. a long table of numbered lines).")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show prompt, limits, timings.")]
 T = TypeVar("T")
 

@@ -14,6 +14,7 @@ from ggroute.cli.common import (
     ConfigOption,
     JsonOption,
     MaxTokensOption,
+    NoLoopGuardOption,
     SeedOption,
     TemperatureOption,
     TimeoutOption,
@@ -48,6 +49,7 @@ def generate(
     temperature: TemperatureOption = None,
     seed: SeedOption = None,
     code: CodeOption = False,
+    no_loop_guard: NoLoopGuardOption = False,
     verbose: VerboseOption = False,
     pull: PullOption = False,
 ) -> None:
@@ -58,7 +60,7 @@ def generate(
     from ggroute.router.pipeline import Pipeline
 
     options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed,
-                             stop_after_code=code)
+                             stop_after_code=code, loop_guard=not no_loop_guard)
     with guarded(lambda: Pipeline(loaded)) as pipeline, ctrl_c_cancels() as cancel:
         result, prompt_text = guarded(
             lambda: _stream(pipeline, model, text, options, cancel, stream=not (as_json or code)))

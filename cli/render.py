@@ -46,7 +46,7 @@ def footer(result: GenerationResult) -> str:
     if loop is not None:
         line += (f"\nstopped a loop: {loop.cycle.strip()[:60]!r} written {loop.repeats} times in a row; "
                  f"{loop.tokens_saved} tokens saved, the repeats ({loop.dropped_chars} chars) left out of the "
-                 "text in --json and the request log")
+                 "text in --json and the request log (--no-loop-guard if it was not a loop)")
     return line
 
 

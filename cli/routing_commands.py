@@ -16,6 +16,7 @@ from ggroute.cli.common import (
     ConfigOption,
     JsonOption,
     MaxTokensOption,
+    NoLoopGuardOption,
     SeedOption,
     TemperatureOption,
     TimeoutOption,
@@ -101,6 +102,7 @@ def run(
     temperature: TemperatureOption = None,
     seed: SeedOption = None,
     code: CodeOption = False,
+    no_loop_guard: NoLoopGuardOption = False,
     verbose: VerboseOption = False,
     pull: PullOption = False,
 ) -> None:
@@ -108,7 +110,7 @@ def run(
     printing only its code at the end)."""
     text = read_task(task)
     options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed,
-                             stop_after_code=code)
+                             stop_after_code=code, loop_guard=not no_loop_guard)
     with _pipeline(config, generates=True, pull=pull) as pipeline, ctrl_c_cancels() as cancel:
         if route_name is not None:
             guarded(lambda: pipeline.router.check_route(route_name))

@@ -72,6 +72,7 @@ class RequestOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()  # stop strings in addition to the model's
     stop_after_code: bool = False  # stop once the answer's Python code block has closed (see core/code.py)
+    loop_guard: bool = True  # False: no loop guard for this request, whatever the model's config says
 
 
 def validate_input(task: TaskInput) -> TaskInput:
@@ -144,6 +145,7 @@ class Generation:
         self.prompt = prepare_input(model, self.task)
         self.sampling = Sampling.of(settings).with_overrides(options.temperature, options.seed)
         self.stop_after_code = options.stop_after_code
+        self.loop_guard = options.loop_guard
         self.limits = Limits(
             max_tokens=options.max_tokens or settings.max_tokens,
             timeout_s=options.timeout_s or settings.timeout_s,
@@ -206,7 +208,8 @@ class Generation:
         room = min(self.limits.max_tokens, self.limits.context_size - len(tokens))
         scanner = StopScanner(self.limits.stop)
         guard_config = self.model.spec.settings.loop_guard
-        guard = LoopGuard(guard_config.min_repeats, guard_config.max_cycle_lines) if guard_config.enabled else None
+        guarded = guard_config.enabled and self.loop_guard
+        guard = LoopGuard(guard_config.min_repeats, guard_config.max_cycle_lines) if guarded else None
         code_end = CodeEndWatch(self.prompt.text) if self.stop_after_code else None
         loop: Loop | None = None
         n = self._counts

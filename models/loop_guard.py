@@ -14,10 +14,14 @@ on purpose, and at four copies a 512-token answer is often over before the guard
 Small models also count their way through a loop (`fib4(22) -> ...`, `fib4(23) -> ...`; `if i == 54:` /
 `continue`; `# then remove the thirty-five element`; `if text == 'r':` / `return True`; `return [1, 2, 3]`,
 `return [1, 2, 3, 4]`): lines equal once what counts is masked (numbers in digits or in words, ordinals, a
-single character in quotes, a list of numbers of any length) are a loop too. A counting cycle needs more
-copies: 12 lines in all for a cycle of 1 to 3 lines (three times the repeats for a single line), `min_repeats`
+single character in quotes, a code span of 1-3 characters in backticks, a list of numbers of any length) are
+a loop too. A counting cycle needs more
+copies: 16 lines in all for a cycle of 1 to 3 lines (four times the repeats for a single line), `min_repeats`
 copies for longer ones, because short tables of similar numbered lines (test cases, data) are also written on
-purpose. A counting cycle needs no substance: a dozen lines of nothing but indentation is a loop as well (empty
+purpose (16 rather than 12: a fifth fewer files of installed code cut, benchmarks/
+loop_guard_false_positives.py). The exception is one long sentence of prose written a third time with one number
+or short code span (`-t`) changed: a model explaining made-up flags one after another. A counting cycle needs
+no substance: sixteen lines of nothing but indentation are a loop as well (empty
 lines never are).
 
 When it fires, the text is cut after the first occurrence of the cycle: what the model said once is kept,

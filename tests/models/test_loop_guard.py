@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from ggroute.models.config import LoopGuardConfig
 from ggroute.models.generate import Generation, RequestOptions
 from ggroute.models.loop_guard import LoopGuard
+from tests.cli.scripted_cli import SCRIPT_ENV
 from tests.fakes import Script, ScriptedBackend, fake_spec
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def feed_all(guard: LoopGuard, text: str, chunk: int = 3) -> tuple[int, object]:
@@ -206,3 +215,23 @@ def test_a_sentence_written_a_third_time_with_one_flag_changed_is_a_loop() -> No
 )
 def test_three_similar_lines_that_are_not_one_sentence_repeated_are_not_a_loop(text: str) -> None:
     assert feed_all(LoopGuard(4, 24), text)[1] is None
+
+
+def test_the_guard_can_be_switched_off_per_request() -> None:
+    script = Script(pieces=("again and again\n",), repeat=True, end_of_text=False)
+    model = ScriptedBackend(fake_spec(max_tokens=40), script)
+    result = Generation(model, "loop please", RequestOptions(loop_guard=False)).run()
+    assert result.finish_reason == "length" and result.repetition is None
+    assert result.usage.completion_tokens == 40
+
+
+@pytest.mark.parametrize(("flags", "finish"), [((), "repetition"), (("--no-loop-guard",), "length")])
+def test_no_loop_guard_on_the_command_line(flags: tuple[str, ...], finish: str) -> None:
+    script = {"pieces": ["again and again\n"], "repeat": True, "end_of_text": False}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.cli.scripted_cli", "generate", "--model", "coder", "loop please", "--json",
+         "--max-tokens", "60", *flags],
+        cwd=REPO, env={**os.environ, SCRIPT_ENV: json.dumps(script)}, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["finish_reason"] == finish
