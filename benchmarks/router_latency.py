@@ -38,6 +38,9 @@ VARIANTS: dict[str, list[str]] = {
     "head": ['models.router.weights_type="bf16"', 'models.router.cache_type_k="q8_0"', "router.max_task_tokens=48",
              'router.head="router-head.json"', "router.calibration=null"],
 }
+# The same without the few-shot examples in the prefix (a shorter prefix for every task token to attend to).
+VARIANTS["bf16+k_q8_0-no-examples"] = [*VARIANTS["bf16+k_q8_0"], "router.routes.coder.examples=[]",
+                                       "router.routes.algorithm.examples=[]"]
 # Label-logit variants score with the calibration fitted on the dev set for the label-logit router
 # (router.calibration before the route head replaced it).
 LABEL_LOGIT_CALIBRATION = 'router.calibration={"scale": 3.1602, "offsets": {"coder": 0.0, "algorithm": -2.5692}}'

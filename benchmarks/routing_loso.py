@@ -11,9 +11,10 @@ Prints per method: mean and worst style accuracy, expected calibration error (10
 decisions that were wrong with confidence above 0.9, over the held-out predictions; then each method trained on
 the whole corpus and scored on tests/data/*.jsonl.
 
-    python benchmarks/routing_loso.py [--config config.json] [--l2 0.1]
+    python benchmarks/routing_loso.py [--config config.json] [--set router.routes.coder.examples=[] ...] [--l2 0.1]
 
-Features are computed once per task and cached in $GGROUTE_CACHE_DIR/loso-features-HASH.npz.
+Features are computed once per task and router setup (the head identity: model, settings, prefix) and cached in
+$GGROUTE_CACHE_DIR/loso-features-HASH.npz.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from _overrides import load_with_overrides
 
 from ggroute.evals.routing_data import LabeledTask, read_labeled, read_labeled_files
 from ggroute.evals.routing_eval import confidence_quality
-from ggroute.models.config import load_config
 from ggroute.models.locate import cache_dir
 from ggroute.router.calibrate import fit_calibration
-from ggroute.router.head import FeatureKind, softmax_rows, train_head
+from ggroute.router.head import DEFAULT_L2, FeatureKind, softmax_rows, train_head
 from ggroute.router.pipeline import Pipeline
 
 FloatArray = npt.NDArray[np.float64]
@@ -51,7 +52,8 @@ def features_for(pipeline: Pipeline, tasks: list[LabeledTask]) -> dict[str, Floa
 
 
 def cached_features(pipeline: Pipeline, tasks: list[LabeledTask], tag: str) -> dict[str, FloatArray]:
-    key = hashlib.sha256(json.dumps([tag, [t.task for t in tasks]]).encode()).hexdigest()[:16]
+    setup = pipeline.router.head_identity()  # features from another prefix or model must not be reused
+    key = hashlib.sha256(json.dumps([tag, setup, [t.task for t in tasks]]).encode()).hexdigest()[:16]
     path = cache_dir() / f"loso-features-{key}.npz"
     if path.is_file():
         with np.load(path) as data:
@@ -99,7 +101,9 @@ def summarise(probs: FloatArray, labels: IntArray) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None)
-    parser.add_argument("--l2", type=float, default=0.1)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="config override, e.g. router.routes.coder.examples=[] (repeatable)")
+    parser.add_argument("--l2", type=float, default=DEFAULT_L2)
     args = parser.parse_args()
     routes = ["coder", "algorithm"]
     corpus = read_labeled_files([ROOT / "router" / "data" / "corpus"], routes)
@@ -108,7 +112,7 @@ def main() -> None:
     methods: dict[str, Method] = {"label-logits": label_logits, "head-last": _head("last", args.l2),
                                   "head-mean": _head("mean", args.l2), "head-both": _head("last+mean", args.l2),
                                   "knn": knn}
-    with Pipeline(load_config(args.config)) as pipeline:
+    with Pipeline(load_with_overrides(args.config, [*args.overrides, "router.head=null"])) as pipeline:
         features = cached_features(pipeline, corpus, "corpus")
         sets = {name: read_labeled(ROOT / "tests" / "data" / f"{name}.jsonl", routes)
                 for name in ("routing_dev", "routing_holdout", "routing_fresh")}

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ggroute.evals.routing_data import read_labeled_files
-from ggroute.router.head import FeatureKind, RouteHead, train_head
+from ggroute.router.head import DEFAULT_L2, FeatureKind, RouteHead, train_head
 from ggroute.router.routing import Router
 
 FloatArray = npt.NDArray[np.float64]
@@ -32,7 +32,7 @@ class TrainedHead:
 
 
 def train_route_head(router: Router, paths: list[Path], kind: FeatureKind = "last+mean",
-                     l2: float = 0.1) -> TrainedHead:
+                     l2: float = DEFAULT_L2) -> TrainedHead:
     config = router.require_config()
     routes = list(config.routes)
     rows = read_labeled_files(paths, routes)
