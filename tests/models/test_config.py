@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ggroute.core.errors import ConfigError, ModelFileError, UnknownModelError, UsageError
+from ggroute.core.errors import ConfigError, UnknownModelError, UsageError
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import (
     CONFIG_ENV,
@@ -357,5 +357,5 @@ def test_the_shipped_route_head_can_be_named_from_any_folder(tmp_path: Path) -> 
     assert head is not None and head.is_file() and head.parent.name == "models"
     shipped["router"]["head"] = "pkg:ggroute.models/no-such-head.json"
     config.write_text(json.dumps(shipped), encoding="utf-8")
-    with pytest.raises(ModelFileError, match="has no file 'no-such-head.json'"):
+    with pytest.raises(ConfigError, match="router.head 'pkg:ggroute.models/no-such-head.json'.*has no file"):
         _ = load_config(config).router_head_path
