@@ -156,3 +156,19 @@ def test_a_packaged_head_path_that_names_nothing_is_a_config_error_naming_the_ke
     loaded = parse_config(json.dumps(data), tmp_path / "config.json")
     with pytest.raises(ConfigError, match=f"router.head '{head}'.*{names}"):
         _ = loaded.router_head_path
+
+
+def test_l_bfgs_for_many_routes_reaches_the_optimum_newton_reaches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above a size, Newton's cubic cost is traded for L-BFGS; both must give the same head."""
+    from ggroute.router import head as head_module
+
+    rng = np.random.default_rng(5)
+    labels = np.arange(240) % 4
+    x = rng.normal(size=(240, 10))
+    x[np.arange(240), labels] += 1.5
+    routes = ["coder", "algorithm", "general", "sql"]
+    newton = train_head(x, labels, routes, IDENTITY)
+    monkeypatch.setattr(head_module, "_NEWTON_MAX_UNKNOWNS", 0)
+    lbfgs = train_head(x, labels, routes, IDENTITY)
+    assert np.abs(newton.weights - lbfgs.weights).max() < 1e-4
+    assert np.abs(newton.bias - lbfgs.bias).max() < 1e-4
