@@ -10,6 +10,8 @@ Variants (each a set of overrides on the shipped config's router model and route
   bf16+k_q8_0     BF16 weights, q8_0 keys, max_task_tokens 48 (the shipped config)
   q8_0+k_q8_0     weights converted to Q8_0, q8_0 keys, max_task_tokens 48
   head            BF16 weights, q8_0 keys, max_task_tokens 48, decisions by the route head (router-head.json)
+  head-LN         the same with the router cut to its first N blocks (`layers`: 8, 12, 16, 20); its head is
+                  trained here on 40 corpus tasks per route, which is enough to time it (accuracy: routing_loso.py)
 Prints p50/p95 of route latency per variant (the first decision, which builds the prefix, left out) and each
 variant's p50 ratio to q4_1-whole.
 """
@@ -18,14 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 from _overrides import load_with_overrides
 
-from ggroute.evals.routing_data import read_labeled
+from ggroute.evals.head_training import train_route_head
+from ggroute.evals.routing_data import read_labeled, read_labeled_files
 from ggroute.evals.routing_eval import percentile
 from ggroute.router.pipeline import Pipeline
 
+ROOT = Path(__file__).resolve().parents[1]
 VARIANTS: dict[str, list[str]] = {
     "q4_1-whole": ['models.router.weights_type=null', 'models.router.cache_type_k="f16"',
                    "router.max_task_tokens=2048"],
@@ -41,11 +47,15 @@ VARIANTS: dict[str, list[str]] = {
 # The same without the few-shot examples in the prefix (a shorter prefix for every task token to attend to).
 VARIANTS["bf16+k_q8_0-no-examples"] = [*VARIANTS["bf16+k_q8_0"], "router.routes.coder.examples=[]",
                                        "router.routes.algorithm.examples=[]"]
+# The router cut to its first N blocks (`layers`), decisions by a head trained for it here (see _cut_head).
+CUT_LAYERS = (8, 12, 16, 20)
+for _n in CUT_LAYERS:
+    VARIANTS[f"head-L{_n}"] = [*VARIANTS["head"][:3], f"models.router.layers={_n}", "router.calibration=null"]
 # Label-logit variants score with the calibration fitted on the dev set for the label-logit router
 # (router.calibration before the route head replaced it).
 LABEL_LOGIT_CALIBRATION = 'router.calibration={"scale": 3.1602, "offsets": {"coder": 0.0, "algorithm": -2.5692}}'
 for _name, _overrides in VARIANTS.items():
-    if _name != "head":
+    if not _name.startswith("head"):
         _overrides += ["router.head=null", LABEL_LOGIT_CALIBRATION]
 
 
@@ -57,7 +67,9 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated variant names to run (default: all)")
     args = parser.parse_args()
     chosen = args.only.split(",") if args.only else list(VARIANTS)
-    pipelines = {name: Pipeline(load_with_overrides(args.config, VARIANTS[name])) for name in chosen}
+    scratch = Path(tempfile.mkdtemp(prefix="router-latency-"))
+    pipelines = {name: Pipeline(load_with_overrides(args.config, _with_head(args.config, name, scratch)))
+                 for name in chosen}
     try:
         routes = list(next(iter(pipelines.values())).router.require_config().routes)
         tasks = [row.task for row in read_labeled(Path(args.file), routes)]
@@ -79,6 +91,26 @@ def main() -> None:
     finally:
         for pipeline in pipelines.values():
             pipeline.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _with_head(config: str | None, name: str, scratch: Path) -> list[str]:
+    """The variant's overrides; a cut router gets a head trained for it, written into `scratch`."""
+    if not name.startswith("head-L"):
+        return VARIANTS[name]
+    head = scratch / f"{name}.json"
+    with Pipeline(load_with_overrides(config, [*VARIANTS[name], "router.head=null"])) as pipeline:
+        train_route_head(pipeline.router, [_corpus_sample(scratch, 40)]).head.save(head)
+    return [*VARIANTS[name], f"router.head={json.dumps(str(head))}"]
+
+
+def _corpus_sample(scratch: Path, per_route: int) -> Path:
+    path = scratch / "sample.jsonl"
+    if not path.exists():
+        rows = read_labeled_files([ROOT / "router" / "data" / "corpus"], ["coder", "algorithm"])
+        chosen = [r for route in ("coder", "algorithm") for r in [r for r in rows if r.route == route][:per_route]]
+        path.write_text("".join(json.dumps({"task": r.task, "route": r.route}) + "\n" for r in chosen))
+    return path
 
 
 if __name__ == "__main__":

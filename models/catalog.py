@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from ggroute.core.errors import ConfigError, UsageError
 from ggroute.models.config import LoadedConfig, ModelConfig
-from ggroute.models.convert import convert_weights
+from ggroute.models.convert import convert_weights, cut_layers
 from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
 from ggroute.models.hub_ref import is_hub_ref
 from ggroute.models.locate import resolve_model_path
@@ -102,14 +102,27 @@ class ModelCatalog:
         return self.loaded.config.memory_budget_mb * MB
 
     def path_of(self, name: str, settings: ModelConfig | None = None) -> Path:
-        """The file llama.cpp loads: the configured one, or its `weights_type` copy (converted on first use)."""
+        """The file llama.cpp loads: the configured one, or its `layers` / `weights_type` copy (made on first use)."""
         ref = self.loaded.model_path_ref(name)
         path = resolve_model_path(ref, self.loaded.base_dir)
         # A Hugging Face snapshot link keeps its name: llama.cpp finds a split model's other parts by name beside
         # the first, and its blob is named by a hash.
         path = path if is_hub_ref(ref) else path.resolve()
-        weights_type = (settings or self.loaded.model(name)).weights_type
-        return path if weights_type is None else convert_weights(path, weights_type)
+        settings = settings or self.loaded.model(name)
+        if settings.layers is not None:
+            self._check_layers(name, path, settings.layers)
+            path = cut_layers(path, settings.layers)
+        return path if settings.weights_type is None else convert_weights(path, settings.weights_type)
+
+    def _check_layers(self, name: str, path: Path, keep: int) -> None:
+        info = self._info(path)
+        where = f"{self.loaded.source}: models.{name}.layers"
+        if info.metadata.get("split.count", 1) != 1:
+            raise ConfigError(f"{where}: {path.name} is split into several files, which `layers` cannot cut; "
+                              "merge it with llama-gguf-split --merge first, or remove layers")
+        if keep >= info.n_layers:
+            raise ConfigError(f"{where} is {keep}, but {path.name} has {info.n_layers} layers: keep fewer "
+                              f"(1 to {info.n_layers - 1}), or remove layers to use them all")
 
     def _info(self, path: Path) -> GGUFInfo:
         info = self._infos.get(path)

@@ -36,7 +36,7 @@ BackendName = Literal["llama.cpp", "openai"]
 # Settings a remote (backend "openai") model cannot use: they configure the local llama.cpp engine, or sampling
 # the OpenAI API has no field for. The engine behind base_url has its own.
 LOCAL_ONLY_FIELDS = (
-    "path", "n_threads", "n_batch", "n_gpu_layers", "weights_type", "cache_type_k", "swa_full", "rpc_servers",
+    "path", "n_threads", "n_batch", "n_gpu_layers", "weights_type", "layers", "cache_type_k", "swa_full", "rpc_servers",
     "pinned", "top_k", "min_p", "repeat_penalty", "repeat_last_n", "dry_multiplier", "dry_base",
     "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers",
 )
@@ -118,6 +118,13 @@ class ModelConfig(StrictModel):
         description="Convert the file's weights to this type once (into $GGROUTE_CACHE_DIR/converted) and load "
         "the copy. Speeds up prompt processing on CPUs (bf16 needs AVX512_BF16, else use q8_0); generation "
         "gets slower with wider weights, so it suits the router. Unset: load the file as it is.",
+    )
+    layers: int | None = Field(
+        None, ge=1,
+        description="Keep only the file's first N transformer blocks (a copy made once in "
+        "$GGROUTE_CACHE_DIR/converted, before any weights_type conversion). For a router with a route head: the "
+        "head reads a middle block's hidden state as well as the last one's, in less time. A cut model cannot "
+        "generate text, so it cannot serve a route. Unset: every block.",
     )
     cache_type_k: CacheType = Field(
         "f16", description="Type of the KV cache's keys; q8_0 halves their memory and speeds up attention on CPUs."
@@ -375,6 +382,12 @@ class AppConfig(StrictModel):
                 raise ValueError(f"router.model '{self.router.model}' is a remote model: the router reads a local "
                                  "model's logits and hidden state, so it must be backend llama.cpp")
             for route_name, route in self.router.routes.items():
+                if route.model in self.models and self.models[route.model].layers is not None:
+                    raise ValueError(
+                        f"route '{route_name}' names model '{route.model}', which keeps only "
+                        f"{self.models[route.model].layers} of its blocks (layers): a cut model cannot generate "
+                        "text; give the route another model, or remove layers"
+                    )
                 if route.model not in self.models:
                     raise ValueError(
                         f"route '{route_name}' names model '{route.model}', which is not in `models` ({known})"

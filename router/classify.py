@@ -99,7 +99,9 @@ class RouteClassifier:
         self.task_budget = min(budget, router.max_task_tokens)
         self.prefix_restored = self._prime_prefix()
         calibration = router.calibration
-        if head_path is not None:  # the head's probabilities are used as they are
+        if head_path is not None or model.spec.settings.layers is not None:
+            # The head's probabilities are used as they are; a cut model routes only through a head (decide()
+            # refuses label logits), but `router train` builds this classifier to train that head.
             self.scale, self.offsets = 1.0, np.zeros(len(self.routes))
         elif calibration is not None:
             self.scale = calibration.scale
@@ -163,15 +165,27 @@ class RouteClassifier:
         """What a route head depends on: a head trained under other values would route wrongly."""
         spec = self.model.spec
         prefix = hashlib.sha256(build_prefix(self.router).encode()).hexdigest()[:16]
-        return {"router_model": spec.info.name, "hidden_size": str(spec.info.n_embd),
-                "weights_type": str(spec.settings.weights_type), "cache_type_k": spec.settings.cache_type_k,
-                "max_task_tokens": str(self.router.max_task_tokens), "prefix_sha256": prefix}
+        identity = {"router_model": spec.info.name, "hidden_size": str(spec.info.n_embd),
+                    "weights_type": str(spec.settings.weights_type), "cache_type_k": spec.settings.cache_type_k,
+                    "max_task_tokens": str(self.router.max_task_tokens), "prefix_sha256": prefix}
+        if spec.settings.layers is not None:  # absent for the whole model, as in heads trained before `layers`
+            identity["layers"] = str(spec.settings.layers)
+        return identity
 
     @property
     def head(self) -> RouteHead | None:
         if self.head_path is not None and self._head is None:
             self._head = load_head(self.head_path, self.routes, self.head_identity())
         return self._head
+
+    def _require_whole_model(self) -> None:
+        spec = self.model.spec
+        if spec.settings.layers is not None:
+            raise ConfigError(
+                f"models.{spec.name}.layers keeps {spec.settings.layers} blocks of the router model, so its label "
+                "logits mean nothing: set router.head to a head trained for it (`ggroute router train`), or "
+                "remove layers"
+            )
 
     def _content_free_bias(self) -> FloatArray:
         probs = [_softmax(self._label_logits(self._task_tokens(text)[0])[0]) for text in _CONTENT_FREE]
@@ -187,6 +201,7 @@ class RouteClassifier:
             calibrated = _finite(head.probabilities(features.vector(head.features))[0])
             task_count = len(self._task_tokens(task)[0])
         else:
+            self._require_whole_model()
             task_tokens, truncated = self._task_tokens(task)
             task_count = len(task_tokens)
             logits, evaluated = self._label_logits(task_tokens)

@@ -242,8 +242,8 @@ def load_head(path: Path, routes: list[str], identity: dict[str, str]) -> RouteH
             f"{path}: the head was trained for routes {head.routes}, config.json's router has {routes}: "
             "retrain it with `ggroute router train`"
         )
-    stale = {key: (head.identity.get(key), value) for key, value in identity.items()
-             if head.identity.get(key) != value}
+    stale = {key: (head.identity.get(key), identity.get(key)) for key in {**head.identity, **identity}
+             if head.identity.get(key) != identity.get(key)}
     if stale:
         what = "; ".join(f"{key}: head has {old!r}, router has {new!r}" for key, (old, new) in stale.items())
         raise ConfigError(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ggroute.core.errors import GenerationError, ModelLoadError
+from ggroute.core.errors import GenerationError, ModelLoadError, UsageError
 from ggroute.core.interrupts import native_callback, raise_if_stop_requested, stop_requested
 from ggroute.models.backend import (
     DecodeAborted,
@@ -147,6 +147,10 @@ class LlamaModel:
 
     def stream(self, prompt: Prompt, max_tokens: int, sampling: Sampling, should_stop: StopCheck) -> EventStream:
         # max_tokens is the caller's to enforce: it closes this generator, so no token is sampled past it.
+        layers = self._spec.settings.layers
+        if layers is not None:
+            raise UsageError(f"model '{self.name}' keeps only its first {layers} layers (`layers` in config.json): "
+                             "it can route with a route head but not generate text; ask another model")
         with self.lock:
             yield from self._stream(prompt.tokens, sampling, should_stop)
 

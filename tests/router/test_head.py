@@ -66,6 +66,18 @@ def test_a_head_for_another_router_names_what_changed(tmp_path: Path) -> None:
         load_head(tmp_path / "head.json", ROUTES, changed)
 
 
+
+def test_a_head_for_a_cut_router_and_a_whole_one_do_not_mix(tmp_path: Path) -> None:
+    """`layers` is in the identity only when the router is cut: either way round, the mismatch is named."""
+    x, labels = _blobs()
+    train_head(x, labels, ROUTES, {**IDENTITY, "layers": "12"}).save(tmp_path / "cut.json")
+    with pytest.raises(ConfigError, match="layers: head has '12', router has None"):
+        load_head(tmp_path / "cut.json", ROUTES, IDENTITY)
+    train_head(x, labels, ROUTES, IDENTITY).save(tmp_path / "whole.json")
+    with pytest.raises(ConfigError, match="layers: head has None, router has '12'"):
+        load_head(tmp_path / "whole.json", ROUTES, {**IDENTITY, "layers": "12"})
+    assert load_head(tmp_path / "cut.json", ROUTES, {**IDENTITY, "layers": "12"}).routes == ROUTES
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
