@@ -50,3 +50,19 @@ def test_the_sets_do_not_overlap() -> None:
         tasks = {r["task"].lower() for r in rows(name)}
         assert not seen & tasks, name
         seen |= tasks
+
+
+CORPUS = Path(__file__).resolve().parents[2] / "router" / "data" / "corpus"
+
+
+def test_the_corpus_is_broad_and_shares_no_task_with_the_test_sets_but_a_few_bare_names() -> None:
+    """The head is trained on the corpus and scored on the sets: a shared task would flatter it. Independent
+    writers do produce the same bare names ("knapsack", "quicksort"): up to six of at most four words are allowed."""
+    corpus = [json.loads(line) for file in sorted(CORPUS.glob("*.jsonl"))
+              for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(corpus) >= 800 and len({r["source"] for r in corpus}) >= 8
+    assert {r["route"] for r in corpus} == set(SHIPPED["router"]["routes"])
+    corpus_tasks = {r["task"].strip().lower() for r in corpus}
+    shared = {r["task"].strip().lower() for name in SETS for r in rows(name)} & corpus_tasks
+    assert all(len(task.split()) <= 4 for task in shared), sorted(shared)
+    assert len(shared) <= 6, sorted(shared)
