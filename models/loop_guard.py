@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 _SUBSTANTIAL_CHARS = 4  # a cycle needs a line with at least this many non-blank characters
 _LONG_CYCLE_CHARS = 100  # a cycle with at least this many non-blank characters is a loop at its third copy
@@ -74,12 +75,16 @@ def _is_sentence(lines: list[str]) -> bool:
     return text.count(" ") >= _SENTENCE_WORDS and letters >= _PROSE_LETTERS * len(text)
 
 
+# "exact": equal lines; "counting": lines equal once numbers are masked; "runaway": one line repeating itself.
+LoopKind = Literal["exact", "counting", "runaway"]
+
+
 @dataclass(frozen=True)
 class Loop:
     keep_chars: int  # the text to keep: up to the end of the cycle's first occurrence
     cycle: str  # one occurrence of the repeated text
     repeats: int  # how many times it had been written when recognised
-    kind: str = "exact"  # "exact" (equal lines), "counting" (equal once numbers are masked) or "runaway" (one line)
+    kind: LoopKind = "exact"
 
 
 class LoopGuard:
