@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ggroute.core.errors import ModelFileError
-from ggroute.models.gguf_info import GGUF_MAGIC, MetadataValue, _Reader, _tensor_bytes, _Truncated
+from ggroute.models.gguf_info import _SCALAR_FORMATS, GGUF_MAGIC, MetadataValue, _Reader, _tensor_bytes, _Truncated
 
 _BLOCK_TENSOR = re.compile(r"^blk\.(\d+)\.")
 _UINT32, _ARRAY = 4, 9
-_ARRAY_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _COPY_CHUNK = 1 << 22
 
 
@@ -103,7 +102,7 @@ def _truncate(handle: BinaryIO, source: Path, target: Path, keep: int) -> int:
             reader.string()
             reader.u32()
             element = reader.u32()
-            fmt = _ARRAY_FORMATS[element]
+            fmt = _SCALAR_FORMATS[element].removeprefix("<")
             header += _string_bytes(key) + struct.pack("<IIQ", _ARRAY, element, keep)
             header += struct.pack(f"<{keep}{fmt}", *value[:keep])
         else:
