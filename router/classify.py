@@ -83,8 +83,10 @@ def _interleave(by_route: dict[str, list[str]]) -> list[tuple[str, str]]:
 
 
 class RouteClassifier:
-    def __init__(self, model: ScoringModel, router: RouterConfig, head_path: Path | None = None) -> None:
+    def __init__(self, model: ScoringModel, router: RouterConfig, head_path: Path | None = None,
+                 config_source: str = "config") -> None:
         self.model = model
+        self.config_source = config_source  # where the config came from, for errors that name a key in it
         self.router = router
         self.head_path = head_path
         self._head: RouteHead | None = None
@@ -182,9 +184,9 @@ class RouteClassifier:
         spec = self.model.spec
         if spec.settings.layers is not None:
             raise ConfigError(
-                f"models.{spec.name}.layers keeps {spec.settings.layers} blocks of the router model, so its label "
-                "logits mean nothing: set router.head to a head trained for it (`ggroute router train`), or "
-                "remove layers"
+                f"{self.config_source}: models.{spec.name}.layers keeps {spec.settings.layers} blocks of the router "
+                "model, so its label logits mean nothing: set router.head to a head trained for it "
+                "(`ggroute router train`), or remove layers"
             )
 
     def _content_free_bias(self) -> FloatArray:

@@ -124,7 +124,8 @@ class Router:
                 raise ConfigError(f"router model '{config.model}' cannot score tokens: use a local GGUF model")
             with model.session(should_stop):
                 if self._classifier is None or self._classifier.model is not model:
-                    self._classifier = RouteClassifier(model, config, self.head_path)
+                    self._classifier = RouteClassifier(model, config, self.head_path,
+                                                       config_source=str(self.pool.catalog.loaded.source))
                 yield self._classifier
 
     def _classify(self, task: str, started: float) -> Decision:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -161,8 +162,10 @@ def test_a_cut_router_without_a_head_refuses_to_route_and_a_head_trains_for_it(
         json.dumps({"task": f"{verb} number {i}", "route": route}) + "\n"
         for i in range(20) for verb, route in (("Deploy the web app", "coder"), ("Dynamic programming", "algorithm"))
     ))
-    with Pipeline(load_config(write_config(test_config)), check_log=False) as pipeline:
-        with pytest.raises(ConfigError, match=r"models\.router\.layers keeps 6 blocks .* set router\.head"):
+    config_path = write_config(test_config)
+    with Pipeline(load_config(config_path), check_log=False) as pipeline:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(config_path.resolve()))}: models\.router\.layers "
+                           r"keeps 6 blocks .* set router\.head"):
             pipeline.router.decide("Write a haiku")
         trained = train_route_head(pipeline.router, [labeled])
     assert trained.head.identity["layers"] == "6"
