@@ -4,8 +4,9 @@ Small models fall into loops: the same line (`import random`) or the same few li
 max_tokens. The guard looks at complete lines only, so its cost is one comparison of a few short strings per
 line, not per token: a cycle of 1 to `max_cycle_lines` lines repeated `min_repeats` times in a row at the end
 of the text is a loop, provided the cycle holds a line with some substance (closing braces and blank lines
-repeat in ordinary code). A single line that grows past `_RUNAWAY_LINE_CHARS` without a newline and whose end
-is periodic (`abcabcabc...`) is a loop too.
+repeat in ordinary code). A single line without a newline whose last `_RAW_RUNAWAY_TAIL_CHARS` characters are
+one unit of up to 16 characters over and over (`abcabcabc...`, `.000000.000000...`) is a loop too, and so is
+one that grows past `_RUNAWAY_LINE_CHARS` and is periodic once its numbers are masked (`1, 2, 3, 4, ...`).
 
 A long cycle (at least `_LONG_CYCLE_CHARS` characters: a docstring and a `def` written again and again, a
 pair of long comment lines) is a loop at its third copy: nobody writes a block that long three times in a row
@@ -43,6 +44,11 @@ _SENTENCE_WORDS = 10  # spaces: a sentence of eleven words or more
 _RUNAWAY_LINE_CHARS = 512
 _RUNAWAY_TAIL_CHARS = 256
 _RUNAWAY_MAX_PERIOD = 64
+# A line whose own characters repeat (`.000000.000000...`) is a loop sooner: small models spend a token per digit,
+# and digit masking shrinks such a line below the masked tail the counting check needs.
+_RAW_RUNAWAY_LINE_CHARS = 192
+_RAW_RUNAWAY_TAIL_CHARS = 160
+_RAW_RUNAWAY_MAX_PERIOD = 16  # ten copies or more in the tail: an IPv4 regex writes its 46-character octet four times
 _DIGITS = re.compile(r"\d+")
 _NUMBER_WORD = (r"(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
                 r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
@@ -108,7 +114,7 @@ class LoopGuard:
             loop = self._line_cycle(text)
             if loop is not None:
                 return loop
-        if len(text) - self._partial_start >= _RUNAWAY_LINE_CHARS and len(text) - self._checked_runaway_at >= 64:
+        if len(text) - self._partial_start >= _RAW_RUNAWAY_LINE_CHARS and len(text) - self._checked_runaway_at >= 32:
             self._checked_runaway_at = len(text)
             return self._runaway_line(text)
         return None
@@ -148,17 +154,24 @@ class LoopGuard:
         return None
 
     def _runaway_line(self, text: str) -> Loop | None:
-        masked = _mask_digits(text[self._partial_start:])
+        line = text[self._partial_start:]
+        if (period := _period(line[-_RAW_RUNAWAY_TAIL_CHARS:], _RAW_RUNAWAY_MAX_PERIOD)) is not None:
+            start = len(line) - _RAW_RUNAWAY_TAIL_CHARS  # back to where the repetition began, to keep one unit
+            while start > 0 and line[start - 1] == line[start - 1 + period]:
+                start -= 1
+            keep = self._partial_start + start + period
+            return Loop(keep, line[start:start + period], (len(line) - start) // period, "runaway")
+        if len(line) < _RUNAWAY_LINE_CHARS:
+            return None
+        masked = _mask_digits(line)
         if len(masked) < _RUNAWAY_TAIL_CHARS:
             return None
         tail = masked[-_RUNAWAY_TAIL_CHARS:]
-        for period in range(1, _RUNAWAY_MAX_PERIOD + 1):
-            unit = tail[-period:]
-            if len(unit.strip()) and tail == (unit * (len(tail) // period + 1))[-len(tail):]:
-                # Masking shortens numbers, so the cut is placed in the line by how much of it is periodic.
-                periodic = len(masked) - len(tail) + period
-                keep = self._partial_start + self._original_offset(text[self._partial_start:], periodic)
-                return Loop(keep, unit, len(tail) // period, "runaway")
+        if (period := _period(tail, _RUNAWAY_MAX_PERIOD)) is not None:
+            # Masking shortens numbers, so the cut is placed in the line by how much of it is periodic.
+            periodic = len(masked) - len(tail) + period
+            keep = self._partial_start + self._original_offset(line, periodic)
+            return Loop(keep, tail[-period:], len(tail) // period, "runaway")
         return None
 
     @staticmethod
@@ -172,3 +185,12 @@ class LoopGuard:
             masked += gap + 1
             original = match.end()
         return original + max(0, masked_offset - masked)
+
+
+def _period(tail: str, longest: int) -> int | None:
+    """The shortest period (up to `longest`) of `tail`, if it is made of one unit with some substance."""
+    for period in range(1, longest + 1):
+        unit = tail[-period:]
+        if len(unit.strip()) and tail == (unit * (len(tail) // period + 1))[-len(tail):]:
+            return period
+    return None

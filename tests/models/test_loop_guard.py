@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -63,8 +65,36 @@ def test_ordinary_text_is_not_a_loop(text: str) -> None:
 def test_a_runaway_line_without_newlines_is_a_loop() -> None:
     text = "x = [" + "1, 2, " * 200
     _, loop = feed_all(LoopGuard(4, 8), text, chunk=7)
-    assert loop is not None and loop.keep_chars < len(text) // 2  # type: ignore[attr-defined]
-    assert text[: loop.keep_chars].startswith("x = [1, 2, 1")  # type: ignore[attr-defined]
+    assert loop is not None  # type: ignore[attr-defined]
+    assert text[: loop.keep_chars] == "x = [1, 2, "  # type: ignore[attr-defined]  # one copy of the unit kept
+
+
+def test_a_line_of_repeated_digits_is_a_loop_within_two_hundred_characters() -> None:
+    # README's stdin example: a "stack trace" of `.000000` groups, one token per digit, ran into max_tokens
+    # (digit masking shrinks such a line below the 256 masked characters the counting check needs).
+    text = "The most common stack trace format is:\n\n```\n1. 00:00:00" + ".000000" * 80
+    at, loop = feed_all(LoopGuard(4, 24), text)
+    assert loop is not None and loop.kind == "runaway"  # type: ignore[attr-defined]
+    assert at <= len("The most common stack trace format is:\n\n```\n") + 256
+    kept = text[: loop.keep_chars]  # type: ignore[attr-defined]
+    assert kept.startswith("The most common stack trace format is:\n\n```\n1. 00:00:00") and len(kept) < 80
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # long lines that are not periodic: prose, a base64 blob, a long list of different numbers
+        "This paragraph goes on for a long while without any newline, " * 2 + "as prose in a README often does. " * 4,
+        "data = '" + base64.b64encode(b"".join(hashlib.sha256(bytes([i])).digest() for i in range(8))).decode() + "'",
+        # (under 512 characters: longer, a list of numbers is a counting runaway)
+        "primes = [" + ", ".join(str(p) for p in range(3, 400, 2) if all(p % d for d in range(3, p, 2))) + "]",
+        # a regex that writes its unit four times on purpose (an IPv4 address: one octet and a dot, 46 characters)
+        "IPV4 = re.compile(r'^" + r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\." * 3
+        + r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$')",
+    ],
+)
+def test_a_long_line_that_does_not_repeat_itself_is_not_a_loop(text: str) -> None:
+    assert feed_all(LoopGuard(4, 24), text, chunk=16)[1] is None
 
 
 def test_generation_stops_with_repetition_and_drops_the_repeats() -> None:
