@@ -15,14 +15,14 @@ from pydantic import ValidationError
 
 from ggroute.models.config import LoopGuardConfig
 from ggroute.models.generate import Generation, RequestOptions
-from ggroute.models.loop_guard import LoopGuard
+from ggroute.models.loop_guard import Loop, LoopGuard
 from tests.cli.scripted_cli import SCRIPT_ENV
 from tests.fakes import Script, ScriptedBackend, fake_spec
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def feed_all(guard: LoopGuard, text: str, chunk: int = 3) -> tuple[int, object]:
+def feed_all(guard: LoopGuard, text: str, chunk: int = 3) -> tuple[int, Loop | None]:
     """Feed `text` in small chunks as a stream would; return where the loop fired (or -1) and the loop."""
     for end in range(chunk, len(text) + chunk, chunk):
         loop = guard.feed(text[:end], max(0, end - chunk))
@@ -35,14 +35,14 @@ def test_the_readme_loop_stops_after_the_fourth_copy_and_keeps_one() -> None:
     text = "import sys\nimport time\n" + "import random\n" * 50
     at, loop = feed_all(LoopGuard(4, 8), text)
     assert loop is not None
-    assert text[: loop.keep_chars] == "import sys\nimport time\nimport random\n"  # type: ignore[attr-defined]
+    assert text[: loop.keep_chars] == "import sys\nimport time\nimport random\n"
     assert at <= len("import sys\nimport time\n") + 4 * len("import random\n") + 3
 
 
 def test_a_cycle_of_several_lines_is_a_loop() -> None:
     cycle = "for i in range(10):\n    print(i)\n"
     _, loop = feed_all(LoopGuard(4, 8), "def f():\n" + cycle * 6)
-    assert loop is not None and loop.cycle == cycle  # type: ignore[attr-defined]
+    assert loop is not None and loop.cycle == cycle
 
 
 @pytest.mark.parametrize(
@@ -65,8 +65,8 @@ def test_ordinary_text_is_not_a_loop(text: str) -> None:
 def test_a_runaway_line_without_newlines_is_a_loop() -> None:
     text = "x = [" + "1, 2, " * 200
     _, loop = feed_all(LoopGuard(4, 8), text, chunk=7)
-    assert loop is not None  # type: ignore[attr-defined]
-    assert text[: loop.keep_chars] == "x = [1, 2, "  # type: ignore[attr-defined]  # one copy of the unit kept
+    assert loop is not None
+    assert text[: loop.keep_chars] == "x = [1, 2, "  # one copy of the unit kept
 
 
 def test_a_line_of_repeated_digits_is_a_loop_within_two_hundred_characters() -> None:
@@ -74,9 +74,9 @@ def test_a_line_of_repeated_digits_is_a_loop_within_two_hundred_characters() -> 
     # (digit masking shrinks such a line below the 256 masked characters the counting check needs).
     text = "The most common stack trace format is:\n\n```\n1. 00:00:00" + ".000000" * 80
     at, loop = feed_all(LoopGuard(4, 24), text)
-    assert loop is not None and loop.kind == "runaway"  # type: ignore[attr-defined]
+    assert loop is not None and loop.kind == "runaway"
     assert at <= len("The most common stack trace format is:\n\n```\n") + 256
-    kept = text[: loop.keep_chars]  # type: ignore[attr-defined]
+    kept = text[: loop.keep_chars]
     assert kept.startswith("The most common stack trace format is:\n\n```\n1. 00:00:00") and len(kept) < 80
 
 
@@ -129,21 +129,21 @@ def test_a_threshold_that_would_stop_ordinary_answers_is_refused(value: int) -> 
 def test_a_loop_that_counts_is_a_loop_at_sixteen_lines() -> None:
     lines = "".join(f"    fib4({n}) -> {n * 37 % 1000}.98\n" for n in range(20, 60))
     at, loop = feed_all(LoopGuard(4, 8), "def fib4(n):\n" + lines)
-    assert loop is not None and loop.repeats == 16  # type: ignore[attr-defined]
+    assert loop is not None and loop.repeats == 16
     assert at < len("def fib4(n):\n") + len(lines) * 16 // 40 + 3  # stopped after the 16th line, not at the end
 
 
 def test_a_numbered_two_line_cycle_is_a_loop() -> None:
     text = "for i in range(100):\n" + "".join(f"    if i == {n}:\n        continue\n" for n in range(0, 80, 2))
     _, loop = feed_all(LoopGuard(4, 8), text)
-    assert loop is not None and "continue" in loop.cycle  # type: ignore[attr-defined]
+    assert loop is not None and "continue" in loop.cycle
 
 
 def test_a_counting_sentence_on_one_line_is_a_loop() -> None:
     text = "It works like this: " + " ".join(f"If the input number is {n}, it returns False." for n in range(20, 90))
     _, loop = feed_all(LoopGuard(4, 8), text, chunk=5)
     assert loop is not None
-    assert text[: loop.keep_chars].startswith("It works like this: If the input number is")  # type: ignore[attr-defined]
+    assert text[: loop.keep_chars].startswith("It works like this: If the input number is")
 
 
 def test_a_short_table_of_test_cases_is_not_a_loop() -> None:
@@ -153,7 +153,7 @@ def test_a_short_table_of_test_cases_is_not_a_loop() -> None:
 
 def test_sixteen_lines_of_indentation_are_a_loop() -> None:
     _, loop = feed_all(LoopGuard(4, 8), "def f():\n    x = 1\n" + "    \n" * 40)
-    assert loop is not None and loop.repeats == 16  # type: ignore[attr-defined]
+    assert loop is not None and loop.repeats == 16
 
 
 def test_a_long_block_written_a_third_time_is_a_loop() -> None:
@@ -161,7 +161,7 @@ def test_a_long_block_written_a_third_time_is_a_loop() -> None:
              "        Returns true if one of the numbers is equal to the sum of the other two.\n\n"
              "        Examples\n        any_int(5, 2, 7) ➞ True\n\n        any_int(3, 2, 2) ➞ False\n    '''\n")
     at, loop = feed_all(LoopGuard(4, 24), block * 6)
-    assert loop is not None and loop.cycle == block and loop.repeats == 3  # type: ignore[attr-defined]
+    assert loop is not None and loop.cycle == block and loop.repeats == 3
     assert at <= 3 * len(block) + 3
 
 
@@ -196,7 +196,7 @@ def test_a_loop_that_counts_in_words_letters_or_lists_is_a_loop(lines: list[str]
     at, loop = feed_all(LoopGuard(4, 24), text)
     assert loop is not None, "not recognised"
     assert at < len(text)  # stopped before the end: the loop was recognised while it ran
-    assert text[: loop.keep_chars].startswith("def f(n):\n" + lines[0].split("\n")[0])  # type: ignore[attr-defined]
+    assert text[: loop.keep_chars].startswith("def f(n):\n" + lines[0].split("\n")[0])
 
 
 @pytest.mark.parametrize(
