@@ -83,8 +83,8 @@ def _interleave(by_route: dict[str, list[str]]) -> list[tuple[str, str]]:
 
 
 class RouteClassifier:
-    def __init__(self, model: ScoringModel, router: RouterConfig, head_path: Path | None = None,
-                 config_source: str = "config") -> None:
+    def __init__(self, model: ScoringModel, router: RouterConfig, head_path: Path | None, *,
+                 config_source: str) -> None:
         self.model = model
         self.config_source = config_source  # where the config came from, for errors that name a key in it
         self.router = router
