@@ -10,7 +10,7 @@ Variants (each a set of overrides on the shipped config's router model and route
   bf16+k_q8_0     BF16 weights, q8_0 keys, max_task_tokens 48 (the shipped config)
   q8_0+k_q8_0     weights converted to Q8_0, q8_0 keys, max_task_tokens 48
   head            BF16 weights, q8_0 keys, max_task_tokens 48, decisions by the route head (router-head.json)
-  head-LN         the same with the router cut to its first N blocks (`layers`: 8, 12, 16, 20); its head is
+  head-LN         the same with the router cut to its first N blocks (`layers`: 4, 6, 8, 12, 16, 20); its head is
                   trained here on 40 corpus tasks per route, which is enough to time it (accuracy: routing_loso.py)
 Prints p50/p95 of route latency per variant (the first decision, which builds the prefix, left out) and each
 variant's p50 ratio to q4_1-whole.
@@ -48,7 +48,7 @@ VARIANTS: dict[str, list[str]] = {
 VARIANTS["bf16+k_q8_0-no-examples"] = [*VARIANTS["bf16+k_q8_0"], "router.routes.coder.examples=[]",
                                        "router.routes.algorithm.examples=[]"]
 # The router cut to its first N blocks (`layers`), decisions by a head trained for it here (see _cut_head).
-CUT_LAYERS = (8, 12, 16, 20)
+CUT_LAYERS = (4, 6, 8, 12, 16, 20)
 for _n in CUT_LAYERS:
     VARIANTS[f"head-L{_n}"] = [*VARIANTS["head"][:3], f"models.router.layers={_n}", "router.calibration=null"]
 # Label-logit variants score with the calibration fitted on the dev set for the label-logit router

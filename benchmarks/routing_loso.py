@@ -7,11 +7,15 @@ pass of the shipped router model over prefix + task + "Category:":
   head-mean      logistic route head on the mean hidden state over the task's tokens
   head-both      logistic route head on both, concatenated (what `ggroute router train` fits by default)
   knn            k nearest labeled tasks by cosine similarity of the standardised last hidden state
+  head-*+T       (with --temperature) the head's logits divided by one temperature, fitted on the training
+                 styles alone: each left out in turn, the head trained on the others, the temperature that
+                 minimises the class-balanced log loss of those held-out logits
 Prints per method: mean and worst style accuracy, expected calibration error (10 bins) and the share of all
 decisions that were wrong with confidence above 0.9, over the held-out predictions; then each method trained on
 the whole corpus and scored on tests/data/*.jsonl.
 
     python benchmarks/routing_loso.py [--config config.json] [--set router.routes.coder.examples=[] ...] [--l2 0.1]
+        [--temperature]
 
 Features are computed once per task and router setup (the head identity: model, settings, prefix) and cached in
 $GGROUTE_CACHE_DIR/loso-features-HASH.npz.
@@ -38,7 +42,9 @@ from ggroute.router.pipeline import Pipeline
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-Method = Callable[[dict[str, FloatArray], IntArray, dict[str, FloatArray]], FloatArray]
+StrArray = npt.NDArray[np.str_]
+# (training features, training labels, test features, training sources) -> (n_test, 2) probabilities
+Method = Callable[[dict[str, FloatArray], IntArray, dict[str, FloatArray], StrArray], FloatArray]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -64,23 +70,53 @@ def cached_features(pipeline: Pipeline, tasks: list[LabeledTask], tag: str) -> d
     return features
 
 
-def _head(kind: FeatureKind, l2: float) -> Method:
-    parts = {"last": ["last"], "mean": ["mean"], "last+mean": ["last", "mean"]}[kind]
+_PARTS: dict[FeatureKind, list[str]] = {"last": ["last"], "mean": ["mean"], "last+mean": ["last", "mean"]}
 
-    def method(train: dict[str, FloatArray], labels: IntArray, test: dict[str, FloatArray]) -> FloatArray:
-        head = train_head(np.hstack([train[p] for p in parts]), labels, ["coder", "algorithm"], {}, kind=kind,
-                          l2=l2, min_examples=1)
-        return head.probabilities(np.hstack([test[p] for p in parts]))
+
+def _head_logits(kind: FeatureKind, l2: float, train: dict[str, FloatArray], labels: IntArray,
+                 test: dict[str, FloatArray]) -> FloatArray:
+    head = train_head(np.hstack([train[p] for p in _PARTS[kind]]), labels, ["coder", "algorithm"], {}, kind=kind,
+                      l2=l2, min_examples=1)
+    return head.logits(np.hstack([test[p] for p in _PARTS[kind]]))
+
+
+def _head(kind: FeatureKind, l2: float) -> Method:
+    def method(train: dict[str, FloatArray], labels: IntArray, test: dict[str, FloatArray],
+               sources: StrArray) -> FloatArray:
+        return softmax_rows(_head_logits(kind, l2, train, labels, test))
     return method
 
 
-def label_logits(train: dict[str, FloatArray], labels: IntArray, test: dict[str, FloatArray]) -> FloatArray:
+def _tempered_head(kind: FeatureKind, l2: float) -> Method:
+    def method(train: dict[str, FloatArray], labels: IntArray, test: dict[str, FloatArray],
+               sources: StrArray) -> FloatArray:
+        held_out = np.zeros((len(labels), 2))
+        for source in sorted(set(sources)):
+            inner = sources == source
+            held_out[inner] = _head_logits(kind, l2, {k: v[~inner] for k, v in train.items()}, labels[~inner],
+                                           {k: v[inner] for k, v in train.items()})
+        return softmax_rows(_head_logits(kind, l2, train, labels, test) / _fit_temperature(held_out, labels))
+    return method
+
+
+def _fit_temperature(logits: FloatArray, labels: IntArray) -> float:
+    """The temperature in 0.2-10 (200 steps, log-spaced) with the lowest class-balanced log loss."""
+    weight = 1.0 / np.bincount(labels, minlength=2)[labels]
+    rows = np.arange(len(labels))
+    losses = [(float(-(weight * np.log(softmax_rows(logits / t)[rows, labels] + 1e-12)).sum()), float(t))
+              for t in np.geomspace(0.2, 10.0, 200)]
+    return min(losses)[1]
+
+
+def label_logits(train: dict[str, FloatArray], labels: IntArray, test: dict[str, FloatArray],
+                 sources: StrArray) -> FloatArray:
     calibration = fit_calibration(train["logits"], labels, ["coder", "algorithm"])
     offsets = np.array([calibration.offsets[r] for r in ("coder", "algorithm")])
     return softmax_rows(calibration.scale * test["logits"] + offsets)
 
 
-def knn(train: dict[str, FloatArray], labels: IntArray, test: dict[str, FloatArray], k: int = 15) -> FloatArray:
+def knn(train: dict[str, FloatArray], labels: IntArray, test: dict[str, FloatArray], sources: StrArray,
+        k: int = 15) -> FloatArray:
     mean, scale = train["last"].mean(axis=0), train["last"].std(axis=0) + 1e-6
     a = (train["last"] - mean) / scale
     b = (test["last"] - mean) / scale
@@ -104,6 +140,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="config override, e.g. router.routes.coder.examples=[] (repeatable)")
     parser.add_argument("--l2", type=float, default=DEFAULT_L2)
+    parser.add_argument("--temperature", action="store_true",
+                        help="also each head with a temperature fitted leave-one-style-out on its training styles")
     args = parser.parse_args()
     routes = ["coder", "algorithm"]
     corpus = read_labeled_files([ROOT / "router" / "data" / "corpus"], routes)
@@ -112,6 +150,8 @@ def main() -> None:
     methods: dict[str, Method] = {"label-logits": label_logits, "head-last": _head("last", args.l2),
                                   "head-mean": _head("mean", args.l2), "head-both": _head("last+mean", args.l2),
                                   "knn": knn}
+    if args.temperature:
+        methods |= {f"head-{kind}+T": _tempered_head(kind, args.l2) for kind in ("mean", "last+mean")}
     with Pipeline(load_with_overrides(args.config, [*args.overrides, "router.head=null"])) as pipeline:
         features = cached_features(pipeline, corpus, "corpus")
         sets = {name: read_labeled(ROOT / "tests" / "data" / f"{name}.jsonl", routes)
@@ -124,12 +164,13 @@ def main() -> None:
             test = sources == source
             train_f = {k: v[~test] for k, v in features.items()}
             test_f = {k: v[test] for k, v in features.items()}
-            held_out[test] = method(train_f, labels[~test], test_f)
+            held_out[test] = method(train_f, labels[~test], test_f, sources[~test])
             per_source[source] = round(float((held_out[test].argmax(axis=1) == labels[test]).mean()), 4)
         on_sets = {}
         for set_name, tasks in sets.items():
             set_labels = np.array([routes.index(t.route) for t in tasks])
-            on_sets[set_name] = summarise(method(features, labels, set_features[set_name]), set_labels)["accuracy"]
+            on_sets[set_name] = summarise(method(features, labels, set_features[set_name], sources),
+                                          set_labels)["accuracy"]
         print(json.dumps({"method": name, "loso_mean": round(float(np.mean(list(per_source.values()))), 4),
                           "loso_worst": min(per_source.values()), **summarise(held_out, labels),
                           "per_source": per_source, "trained_on_corpus": on_sets}))
