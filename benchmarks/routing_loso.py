@@ -15,7 +15,10 @@ decisions that were wrong with confidence above 0.9, over the held-out predictio
 the whole corpus and scored on tests/data/*.jsonl.
 
     python benchmarks/routing_loso.py [--config config.json] [--set router.routes.coder.examples=[] ...] [--l2 0.1]
-        [--temperature]
+        [--temperature] [--apart STYLE]
+
+--apart STYLE also prints the held-out figures of that style alone and of all the other styles together, e.g.
+to compare a corpus with a new style against the corpus before it on the styles both have.
 
 Features are computed once per task and router setup (the head identity: model, settings, prefix) and cached in
 $GGROUTE_CACHE_DIR/loso-features-HASH.npz.
@@ -140,6 +143,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="config override, e.g. router.routes.coder.examples=[] (repeatable)")
     parser.add_argument("--l2", type=float, default=DEFAULT_L2)
+    parser.add_argument("--apart", default=None, metavar="STYLE",
+                        help="also summarise this style's held-out decisions and the other styles' apart")
     parser.add_argument("--temperature", action="store_true",
                         help="also each head with a temperature fitted leave-one-style-out on its training styles")
     args = parser.parse_args()
@@ -147,6 +152,8 @@ def main() -> None:
     corpus = read_labeled_files([ROOT / "router" / "data" / "corpus"], routes)
     labels = np.array([routes.index(t.route) for t in corpus])
     sources = np.array([t.source for t in corpus])
+    if args.apart is not None and args.apart not in set(sources):
+        parser.error(f"--apart: no style '{args.apart}' in the corpus (styles: {', '.join(sorted(set(sources)))})")
     methods: dict[str, Method] = {"label-logits": label_logits, "head-last": _head("last", args.l2),
                                   "head-mean": _head("mean", args.l2), "head-both": _head("last+mean", args.l2),
                                   "knn": knn}
@@ -171,9 +178,17 @@ def main() -> None:
             set_labels = np.array([routes.index(t.route) for t in tasks])
             on_sets[set_name] = summarise(method(features, labels, set_features[set_name], sources),
                                           set_labels)["accuracy"]
+        apart = {}
+        if args.apart is not None:
+            alone = sources == args.apart
+            others = {s: a for s, a in per_source.items() if s != args.apart}
+            apart = {"apart": {args.apart: summarise(held_out[alone], labels[alone]),
+                               "others": {"loso_mean": round(float(np.mean(list(others.values()))), 4),
+                                          "loso_worst": min(others.values()),
+                                          **summarise(held_out[~alone], labels[~alone])}}}
         print(json.dumps({"method": name, "loso_mean": round(float(np.mean(list(per_source.values()))), 4),
                           "loso_worst": min(per_source.values()), **summarise(held_out, labels),
-                          "per_source": per_source, "trained_on_corpus": on_sets}))
+                          "per_source": per_source, **apart, "trained_on_corpus": on_sets}))
 
 
 if __name__ == "__main__":
