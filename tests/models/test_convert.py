@@ -33,6 +33,16 @@ def test_conversion_writes_a_q8_0_copy_once(smollm2_file: Path) -> None:
     assert first.stat().st_mtime_ns == stamp  # reused, not written again
 
 
+@pytest.mark.parametrize(("weights_type", "quantization"), [("iq4_nl", "IQ4_NL"), ("q4_0", "Q4_0")])
+def test_a_4_bit_conversion_writes_the_repackable_type(smollm2_file: Path, weights_type: str,
+                                                       quantization: str) -> None:
+    copy = convert_weights(smollm2_file, weights_type)  # type: ignore[arg-type]
+    info = read_gguf_info(copy)
+    assert info.quantization == quantization
+    # about as wide as the Q4_1 file (a little narrower: no per-block minimum), far from Q8_0's
+    assert 0.8 < info.weight_bytes / read_gguf_info(smollm2_file).weight_bytes < 1.05
+
+
 def test_a_changed_source_gets_its_own_copy(smollm2_file: Path, tmp_path: Path) -> None:
     copy = tmp_path / smollm2_file.name
     shutil.copyfile(smollm2_file, copy)
