@@ -49,6 +49,7 @@ def measure_one(config: str | None, overrides: list[str], name: str) -> dict[str
         "prompt_tokens": len(prompt),
         "estimate_mb": round(spec.plan.own_bytes / 1e6, 1),
         "weights_mb": round(spec.plan.weight_bytes / 1e6, 1),
+        "repacked_mb": round(spec.plan.repacked_bytes / 1e6, 1),
         "kv_mb": round(spec.plan.kv_bytes / 1e6, 1),
         "compute_mb": round(spec.plan.compute_bytes / 1e6, 1),
         "rss_growth_after_load_mb": round((after_load - before) / 1e6, 1),

@@ -143,7 +143,8 @@ def _remote_table(rows: list[RemoteModelRow], with_probe: bool) -> Table:
 
 def plan_row(plan: ModelPlan) -> PlanRow:
     return {"name": plan.name, "path": plan.path, "context_size": plan.context_size,
-            "weight_bytes": plan.weight_bytes, "kv_bytes": plan.kv_bytes, "compute_bytes": plan.compute_bytes,
+            "weight_bytes": plan.weight_bytes, "repacked_bytes": plan.repacked_bytes, "kv_bytes": plan.kv_bytes,
+            "compute_bytes": plan.compute_bytes,
             "shares_weights_with": plan.shares_weights_with, "own_bytes": plan.own_bytes,
             "added_bytes": plan.added_bytes}
 

@@ -144,6 +144,7 @@ class PlannedModelRow(TypedDict):
     context_size: int  # configured
     n_ctx_train: int
     weight_bytes: int
+    repacked_bytes: int  # the CPU backend's interleaved copy of Q4_0 / IQ4_NL matrices (per model, never shared)
     kv_bytes: int
     compute_bytes: int
     own_bytes: int  # the model alone at its configured context
@@ -194,6 +195,7 @@ class PlanRow(TypedDict):
     path: str
     context_size: int
     weight_bytes: int
+    repacked_bytes: int  # the CPU backend's interleaved copy of Q4_0 / IQ4_NL matrices (per model, never shared)
     kv_bytes: int
     compute_bytes: int
     shares_weights_with: str | None

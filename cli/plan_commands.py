@@ -40,7 +40,8 @@ def models_plan(loaded: LoadedConfig, as_json: bool) -> None:
 def _row(m: PlannedModel) -> PlannedModelRow:
     return {"name": m.name, "source": m.source, "downloaded": m.downloaded, "file": str(m.info.path),
             "file_bytes": m.info.file_size, "quantization": m.info.quantization, "context_size": m.plan.context_size,
-            "n_ctx_train": m.info.n_ctx_train, "weight_bytes": m.plan.weight_bytes, "kv_bytes": m.plan.kv_bytes,
+            "n_ctx_train": m.info.n_ctx_train, "weight_bytes": m.plan.weight_bytes,
+            "repacked_bytes": m.plan.repacked_bytes, "kv_bytes": m.plan.kv_bytes,
             "compute_bytes": m.plan.compute_bytes, "own_bytes": m.plan.own_bytes, "added_bytes": m.plan.added_bytes,
             "shares_weights_with": m.plan.shares_weights_with,
             "bytes_by_context": {str(k): v for k, v in m.by_context.items()}}

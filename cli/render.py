@@ -63,14 +63,14 @@ def verbose_report(console: Console, result: GenerationResult) -> None:
 
 def plan_table(plan: BudgetPlan, files: dict[str, str]) -> Table:
     table = Table(title="Memory plan (estimates before loading)")
-    for col in ("model", "file", "weights", "KV cache", "compute", "adds", "note"):
-        table.add_column(col, justify="right" if col in ("weights", "KV cache", "compute", "adds") else "left")
+    for col in ("model", "file", "weights", "repacked", "KV cache", "compute", "adds", "note"):
+        table.add_column(col, justify="left" if col in ("model", "file", "note") else "right")
     for p in plan.models:
         note = f"shares weights with {p.shares_weights_with}" if p.shares_weights_with else ""
         if p.own_bytes > plan.budget_bytes:
             note = "[red]over budget alone[/]"
-        table.add_row(p.name, files[p.name], mb(p.weight_bytes), mb(p.kv_bytes), mb(p.compute_bytes),
-                      mb(p.added_bytes), note)
+        table.add_row(p.name, files[p.name], mb(p.weight_bytes), mb(p.repacked_bytes), mb(p.kv_bytes),
+                      mb(p.compute_bytes), mb(p.added_bytes), note)
     status = "[green]fits[/]" if plan.fits else "[yellow]does not fit at once: the pool will evict[/]"
     table.caption = f"all loaded: {mb(plan.total_bytes)} of {mb(plan.budget_bytes)} budget, {status}"
     return table

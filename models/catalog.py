@@ -70,7 +70,7 @@ class BudgetPlan:
 
 def _plan(name: str, info: GGUFInfo, settings: ModelConfig) -> ModelPlan:
     return plan_model(name, info, settings.context_size, settings.n_batch, settings.swa_full,
-                      key_type=settings.cache_type_k)
+                      key_type=settings.cache_type_k, n_gpu_layers=settings.n_gpu_layers)
 
 
 class ModelCatalog:

@@ -48,6 +48,9 @@ class GGUFInfo:
     metadata: dict[str, MetadataValue]
     weight_bytes: int
     tensor_count: int
+    # Tensors llama.cpp's CPU backend copies into an interleaved layout at load (Q4_0, IQ4_NL matrices): the copy
+    # is resident beside the file's pages, per loaded model.
+    repacked_bytes: int = 0
 
     def _arch_key(self, suffix: str) -> MetadataValue | None:
         return self.metadata.get(f"{self.architecture}.{suffix}")
@@ -203,6 +206,9 @@ class _Reader:
         return self.scalar(kind)
 
 
+_REPACKED_TYPES = {2, 20}  # GGML_TYPE_Q4_0, GGML_TYPE_IQ4_NL: measured resident twice (docs/performance.md)
+
+
 def _tensor_bytes(type_id: int, dims: list[int]) -> int:
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType  # numpy: only when a header is read
 
@@ -233,7 +239,8 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     others = [_read_one(path.with_name(part)) for part in parts[1:]]
     return replace(info, file_size=info.file_size + sum(o.file_size for o in others),
                    weight_bytes=info.weight_bytes + sum(o.weight_bytes for o in others),
-                   tensor_count=info.tensor_count + sum(o.tensor_count for o in others))
+                   tensor_count=info.tensor_count + sum(o.tensor_count for o in others),
+                   repacked_bytes=info.repacked_bytes + sum(o.repacked_bytes for o in others))
 
 
 def _read_one(path: Path) -> GGUFInfo:
@@ -273,13 +280,16 @@ def _parse(reader: _Reader, path: Path, file_size: int) -> GGUFInfo:
     for _ in range(n_kv):
         key = reader.string()
         metadata[key] = reader.value(reader.u32())
-    weight_bytes, data_end = 0, 0
+    weight_bytes, repacked_bytes, data_end = 0, 0, 0
     for _ in range(n_tensors):
-        reader.string()
+        name = reader.string()
         dims = [reader.u64() for _ in range(reader.u32())]
-        nbytes = _tensor_bytes(reader.u32(), dims)
+        type_id = reader.u32()
+        nbytes = _tensor_bytes(type_id, dims)
         offset = reader.u64()
         weight_bytes += nbytes
+        if type_id in _REPACKED_TYPES and len(dims) == 2 and name != "token_embd.weight":  # embeddings: row lookups
+            repacked_bytes += nbytes
         data_end = max(data_end, offset + nbytes)
     alignment = _as_int(metadata.get("general.alignment", 32) or 32)
     header_end = reader.handle.tell()
@@ -289,4 +299,4 @@ def _parse(reader: _Reader, path: Path, file_size: int) -> GGUFInfo:
             f"{path} is truncated: tensor data needs {data_start + data_end} bytes, the file has {file_size} "
             "(re-download or reinstall it)"
         )
-    return GGUFInfo(path, file_size, metadata, weight_bytes, n_tensors)
+    return GGUFInfo(path, file_size, metadata, weight_bytes, n_tensors, repacked_bytes)

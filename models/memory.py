@@ -1,6 +1,8 @@
 """Memory plan: what a model will take once loaded, from GGUF metadata alone.
 
 estimate = weights (mmap'd file pages, shared between roles that name the same file)
+         + repacked weights (Q4_0 / IQ4_NL matrices llama.cpp copies into an interleaved layout on the CPU; per
+           model, not shared; not counted when every layer is offloaded to a GPU)
          + KV cache (layers x cells x kv heads x (key + value length) x bytes per element: 2 for f16, less
            for keys of a quantized `cache_type_k`)
          + compute allowance (attention scores for a full batch at full context, activations,
@@ -74,17 +76,18 @@ class ModelPlan:
     kv_bytes: int
     compute_bytes: int
     shares_weights_with: str | None = None  # another role already counts this file's weights
+    repacked_bytes: int = 0  # the CPU backend's interleaved copy of some weights: each loaded model has its own
 
     @property
     def own_bytes(self) -> int:
         """What loading this model adds while nothing else is loaded."""
-        return self.weight_bytes + self.kv_bytes + self.compute_bytes
+        return self.weight_bytes + self.repacked_bytes + self.kv_bytes + self.compute_bytes
 
     @property
     def added_bytes(self) -> int:
         """What it adds in the plan, where shared weights are counted once."""
         weights = 0 if self.shares_weights_with else self.weight_bytes
-        return weights + self.kv_bytes + self.compute_bytes
+        return weights + self.repacked_bytes + self.kv_bytes + self.compute_bytes
 
 
 def plan_model(
@@ -95,6 +98,7 @@ def plan_model(
     swa_full: bool,
     shares_with: str | None = None,
     key_type: str = "f16",
+    n_gpu_layers: int = 0,
 ) -> ModelPlan:
     n_ubatch = min(n_batch, 512)
     return ModelPlan(
@@ -105,6 +109,7 @@ def plan_model(
         kv_bytes=kv_cache_bytes(info, context_size, n_ubatch=n_ubatch, swa_full=swa_full, key_type=key_type),
         compute_bytes=compute_bytes(info, context_size, n_ubatch),
         shares_weights_with=shares_with,
+        repacked_bytes=0 if n_gpu_layers == -1 else info.repacked_bytes,  # -1: every layer on the GPU
     )
 
 

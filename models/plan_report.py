@@ -64,7 +64,8 @@ def machine_ram_bytes() -> int:
 
 
 def _plan_at(name: str, info: GGUFInfo, settings: ModelConfig, context_size: int) -> ModelPlan:
-    return plan_model(name, info, context_size, settings.n_batch, settings.swa_full, key_type=settings.cache_type_k)
+    return plan_model(name, info, context_size, settings.n_batch, settings.swa_full, key_type=settings.cache_type_k,
+                      n_gpu_layers=settings.n_gpu_layers)
 
 
 def _header(catalog: ModelCatalog, name: str, remote_headers: bool) -> tuple[str, GGUFInfo]:

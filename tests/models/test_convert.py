@@ -15,6 +15,7 @@ from ggroute.models.convert import convert_weights, converted_path
 from ggroute.models.gguf_info import read_gguf_info
 from ggroute.models.llamacpp.model import load_llama_model
 from ggroute.models.locate import CACHE_ENV, resolve_model_path
+from ggroute.models.memory import plan_model
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,15 @@ def test_a_4_bit_conversion_writes_the_repackable_type(smollm2_file: Path, weigh
     assert info.quantization == quantization
     # about as wide as the Q4_1 file (a little narrower: no per-block minimum), far from Q8_0's
     assert 0.8 < info.weight_bytes / read_gguf_info(smollm2_file).weight_bytes < 1.05
+    # llama.cpp keeps an interleaved copy of the block matrices (not of the embeddings): the plan counts it, per
+    # model, unless every layer runs on a GPU
+    assert 0 < info.repacked_bytes < info.weight_bytes and read_gguf_info(smollm2_file).repacked_bytes == 0
+    cpu = plan_model("coder", info, 2048, 512, True)
+    assert cpu.repacked_bytes == info.repacked_bytes
+    assert cpu.own_bytes == info.weight_bytes + info.repacked_bytes + cpu.kv_bytes + cpu.compute_bytes
+    assert plan_model("router", info, 2048, 512, True, shares_with="coder").added_bytes == \
+        cpu.own_bytes - info.weight_bytes  # the file's pages are shared, the repacked copy is not
+    assert plan_model("coder", info, 2048, 512, True, n_gpu_layers=-1).repacked_bytes == 0
 
 
 def test_a_changed_source_gets_its_own_copy(smollm2_file: Path, tmp_path: Path) -> None:
