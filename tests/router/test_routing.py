@@ -177,6 +177,20 @@ def test_the_field_report_request_routes_to_coder(shipped_pipeline: Pipeline) ->
     assert (outcome.route, outcome.reason) == ("coder", "classified")
 
 
+@pytest.mark.slow
+def test_the_shipped_q4_0_head_routes_the_router_with_q4_0_weights(routed_config) -> None:
+    """router-head-q4_0.json, for a CPU without AVX512_BF16 (docs/routing.md), matches the shipped router with
+    `"weights_type": "q4_0"`: a change to the router's prefix or model must retrain it too, or this fails."""
+    def edit(data: dict) -> None:
+        data["models"]["router"]["weights_type"] = "q4_0"
+        data["router"]["head"] = "pkg:ggroute.models/router-head-q4_0.json"
+
+    with Pipeline(load(routed_config(edit))) as pipeline:
+        for task, expected in [*CLEAR_CASES, ("Create functions for add, subtract, multiply, and divide", "coder")]:
+            outcome = pipeline.route(task)
+            assert (outcome.route, outcome.reason) == (expected, "classified"), task
+
+
 def test_prefix_starts_with_the_configured_instruction() -> None:
     from ggroute.router.classify import build_prefix
 
