@@ -15,7 +15,7 @@ from rich.table import Table
 from ggroute.cli.common import ConfigOption, JsonOption, emit_json, err, fail, guarded, out
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED
 from ggroute.cli.payloads import AppliedPayload, BenchPayload, BenchRow, TimeoutAdvicePayload, VsRawPayload
-from ggroute.core.errors import UnknownModelError, UsageError
+from ggroute.core.errors import GgrouteError, UnknownModelError, UsageError
 from ggroute.evals.bench import BenchResult, BenchSettings, compare_with_raw_llama, measure
 from ggroute.evals.bench_sweep import (
     Sweep,
@@ -148,7 +148,41 @@ def _apply(source: Path, best: dict[str, BenchResult], sweeps: dict[str, Sweep])
                 "--n-gpu-layers, --weights-type or --cache-type-k (context_size is never applied: choose it "
                 "from the table)"}
     backup = guarded(lambda: apply_model_fields(source, updates))
-    return {"config": str(source), "changed": updates, "backup": str(backup)}
+    applied: AppliedPayload = {"config": str(source), "changed": updates, "backup": str(backup)}
+    warning = _stale_head_warning(source, updates, backup)
+    if warning is not None:
+        applied["head_warning"] = warning
+    return applied
+
+
+def _stale_head_warning(source: Path, updates: dict[str, dict[str, object]], backup: Path) -> str | None:
+    """A route head is trained for the router's weights and keys: applied router settings can leave it stale,
+    which routing then refuses. Say so now, with the shipped head that matches the new settings, if one does."""
+    from ggroute.models.locate import resolve_package_file
+    from ggroute.router.classify import head_identity
+    from ggroute.router.head import SHIPPED_HEADS, load_head
+
+    loaded = load_config(source)
+    router = loaded.config.router
+    if router is None or not router.head or router.model not in updates:
+        return None
+    try:
+        identity = head_identity(ModelCatalog(loaded).spec(router.model), router)
+    except GgrouteError as exc:
+        return f"could not check router.head against the router's new settings: {exc}"
+    try:
+        load_head(cast(Path, loaded.router_head_path), list(router.routes), identity)
+        return None
+    except GgrouteError as exc:
+        stale = str(exc)
+    for shipped in SHIPPED_HEADS:
+        try:
+            load_head(resolve_package_file(shipped, "router.head"), list(router.routes), identity)
+        except GgrouteError:
+            continue
+        return (f"router.head ({router.head}) was trained for other router settings; the shipped head {shipped} "
+                f"matches the new ones: set \"head\": \"{shipped}\" under router in {source}")
+    return (f"{stale}. Routing refuses the head until then; the previous config.json is {backup}")
 
 
 def render_table(results: list[BenchResult], best: dict[str, BenchResult], metrics: dict[str, str]) -> Table:
@@ -205,5 +239,7 @@ def _print_report(results: list[BenchResult], best: dict[str, BenchResult], metr
     applied = payload.get("applied")
     if applied:
         out.print(escape(json.dumps(applied)))
+        if "head_warning" in applied:
+            err.print(f"[yellow]warning:[/] {escape(applied['head_warning'])}")
     if "context_size" in {k for r in results for k in r.settings.overrides()}:
         out.print("context_size is not applied by --apply: a smaller context is faster but holds less.")

@@ -357,6 +357,7 @@ class AppliedPayloadBase(TypedDict):
 class AppliedPayload(AppliedPayloadBase, total=False):
     backup: str  # when something was written
     note: str  # when nothing was
+    head_warning: str  # when the router's new settings no longer match router.head (what to do about it)
 
 
 class BenchPayloadBase(TypedDict):

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from ggroute.core.errors import ConfigError, PromptTooLongError, RouterModelError
 from ggroute.core.tasks import validate_task
 from ggroute.models.backend import ScoringModel
+from ggroute.models.catalog import ModelSpec
 from ggroute.models.config import RouterConfig
 from ggroute.router.head import FeatureKind, RouteHead, load_head
 from ggroute.router.prefix_cache import restore_prefix, save_prefix
@@ -31,6 +32,17 @@ from ggroute.router.prefix_cache import restore_prefix, save_prefix
 FloatArray = npt.NDArray[np.float64]
 _CONTENT_FREE = ("N/A", "", "[task]")
 _ELISION = " [...] "
+
+
+def head_identity(spec: ModelSpec, router: RouterConfig) -> dict[str, str]:
+    """What a route head depends on: a head trained under other values would route wrongly."""
+    prefix = hashlib.sha256(build_prefix(router).encode()).hexdigest()[:16]
+    identity = {"router_model": spec.info.name, "hidden_size": str(spec.info.n_embd),
+                "weights_type": str(spec.settings.weights_type), "cache_type_k": spec.settings.cache_type_k,
+                "max_task_tokens": str(router.max_task_tokens), "prefix_sha256": prefix}
+    if spec.settings.layers is not None:  # absent for the whole model, as in heads trained before `layers`
+        identity["layers"] = str(spec.settings.layers)
+    return identity
 
 
 @dataclass(frozen=True)
@@ -164,15 +176,7 @@ class RouteClassifier:
         return TaskFeatures(self.model.last_logits(self.label_tokens), hidden[-1], task_mean, evaluated, truncated)
 
     def head_identity(self) -> dict[str, str]:
-        """What a route head depends on: a head trained under other values would route wrongly."""
-        spec = self.model.spec
-        prefix = hashlib.sha256(build_prefix(self.router).encode()).hexdigest()[:16]
-        identity = {"router_model": spec.info.name, "hidden_size": str(spec.info.n_embd),
-                    "weights_type": str(spec.settings.weights_type), "cache_type_k": spec.settings.cache_type_k,
-                    "max_task_tokens": str(self.router.max_task_tokens), "prefix_sha256": prefix}
-        if spec.settings.layers is not None:  # absent for the whole model, as in heads trained before `layers`
-            identity["layers"] = str(spec.settings.layers)
-        return identity
+        return head_identity(self.model.spec, self.router)
 
     @property
     def head(self) -> RouteHead | None:

@@ -215,6 +215,11 @@ def _backtrack(loss_grad: LossGrad, theta: FloatArray, loss: float, step: FloatA
     return theta, loss, grad, probs, False
 
 
+# The heads installed with ggroute (`"head": "pkg:ggroute.models/NAME"`): for the shipped router as configured,
+# and for the same router with Q4_0 weights (CPUs without AVX512_BF16, docs/routing.md).
+SHIPPED_HEADS = ("pkg:ggroute.models/router-head.json", "pkg:ggroute.models/router-head-q4_0.json")
+
+
 def load_head(path: Path, routes: list[str], identity: dict[str, str]) -> RouteHead:
     """Read a head file and check it was trained for this router; every mismatch is a ConfigError."""
     data = parse_json(read_text(path, ConfigError, "route head file"), path, ConfigError)
