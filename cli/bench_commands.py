@@ -182,7 +182,7 @@ def _stale_head_warning(source: Path, updates: dict[str, dict[str, object]], bac
             continue
         return (f"router.head ({router.head}) was trained for other router settings; the shipped head {shipped} "
                 f"matches the new ones: set \"head\": \"{shipped}\" under router in {source}")
-    return (f"{stale}. Routing refuses the head until then; the previous config.json is {backup}")
+    return (f"{stale}. Routing refuses the head until then; the previous config is {backup}")
 
 
 def render_table(results: list[BenchResult], best: dict[str, BenchResult], metrics: dict[str, str]) -> Table:

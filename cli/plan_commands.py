@@ -60,8 +60,8 @@ def _context_label(tokens: int) -> str:
 
 def _table(loaded: LoadedConfig, report: PlanReport) -> Table:
     contexts = sorted({c for m in report.models for c in m.by_context})
-    table = Table(title=f"Memory plan of {loaded.source}: MB, estimated from GGUF headers (weights + KV cache + "
-                  "compute)")
+    table = Table(title=f"Memory plan of {loaded.source}: MB, estimated from GGUF headers (weights + repacked "
+                  "copy + KV cache + compute)")
     table.add_column("model", no_wrap=True)
     table.add_column("quant", no_wrap=True)
     table.add_column("context", justify="right", no_wrap=True)

@@ -2,7 +2,7 @@
 
 estimate = weights (mmap'd file pages, shared between roles that name the same file)
          + repacked weights (Q4_0 / IQ4_NL matrices llama.cpp copies into an interleaved layout on the CPU; per
-           model, not shared; not counted when every layer is offloaded to a GPU)
+           model, not shared; not counted when every layer and the output are offloaded to a GPU)
          + KV cache (layers x cells x kv heads x (key + value length) x bytes per element: 2 for f16, less
            for keys of a quantized `cache_type_k`)
          + compute allowance (attention scores for a full batch at full context, activations,
@@ -109,7 +109,8 @@ def plan_model(
         kv_bytes=kv_cache_bytes(info, context_size, n_ubatch=n_ubatch, swa_full=swa_full, key_type=key_type),
         compute_bytes=compute_bytes(info, context_size, n_ubatch),
         shares_weights_with=shares_with,
-        repacked_bytes=0 if n_gpu_layers == -1 else info.repacked_bytes,  # -1: every layer on the GPU
+        # llama.cpp puts every layer and the output on the GPU at -1 or above the block count: nothing to repack
+        repacked_bytes=0 if n_gpu_layers == -1 or n_gpu_layers > info.n_layers else info.repacked_bytes,
     )
 
 

@@ -51,6 +51,9 @@ def test_a_4_bit_conversion_writes_the_repackable_type(smollm2_file: Path, weigh
     assert plan_model("router", info, 2048, 512, True, shares_with="coder").added_bytes == \
         cpu.own_bytes - info.weight_bytes  # the file's pages are shared, the repacked copy is not
     assert plan_model("coder", info, 2048, 512, True, n_gpu_layers=-1).repacked_bytes == 0
+    assert plan_model("coder", info, 2048, 512, True, n_gpu_layers=info.n_layers + 1).repacked_bytes == 0
+    # layers left on the CPU still repack (counted whole: an estimate that errs high)
+    assert plan_model("coder", info, 2048, 512, True, n_gpu_layers=info.n_layers).repacked_bytes == cpu.repacked_bytes
 
 
 def test_a_changed_source_gets_its_own_copy(smollm2_file: Path, tmp_path: Path) -> None:
