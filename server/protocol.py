@@ -51,6 +51,9 @@ def parse_body(raw: bytes, kind: Kind) -> ParsedRequest:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # Python's parser gives up on arrays or objects nested a few thousand deep
+        raise bad_request("the request body nests arrays or objects too deeply to parse; send the OpenAI request "
+                          "shape (docs/server.md)", code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_json")
     body = {k: v for k, v in body.items() if v is not None}

@@ -63,6 +63,22 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def _bind_failure(host: str, port: int) -> str:
+    """Why binding host:port fails, found by trying once more: uvicorn keeps the OSError to its log line."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"the host does not resolve ({exc})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return "the server could not bind it (its log line above says why)"
+
+
 def serve(loaded: LoadedConfig, host: str, port: int, *, ready: Callable[[str], None] | None = None,
           log_level: str = "info") -> None:
     """Serve until a signal; `ready(url)` is called once the socket listens (port 0: a free port is chosen)."""
@@ -72,8 +88,9 @@ def serve(loaded: LoadedConfig, host: str, port: int, *, ready: Callable[[str], 
                                 timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S) + 2, lifespan="off")
         try:
             sock = config.bind_socket()
-        except (OSError, SystemExit) as exc:  # uvicorn logs the OSError and exits 1
-            raise UsageError(f"cannot listen on {host}:{port}: {exc}; pick another --host or --port") from None
+        except (OSError, SystemExit) as exc:  # uvicorn logs the OSError, then exits with its startup-failure code
+            reason = exc if isinstance(exc, OSError) else _bind_failure(host, port)
+            raise UsageError(f"cannot listen on {host}:{port}: {reason}; pick another --host or --port") from None
         bound = sock.getsockname()
         url = f"http://{'[' + host + ']' if ':' in host else host}:{bound[1]}"
         _Server(config, service, lambda: ready(url) if ready is not None else None).run(sockets=[sock])

@@ -116,6 +116,15 @@ def test_values_that_mean_off_are_accepted(make_client: Callable[..., Any]) -> N
     _run(check())
 
 
+def test_json_nested_too_deeply_is_a_400_not_a_crash(make_client: Callable[..., Any]) -> None:
+    async def check() -> None:
+        async with make_client() as client:  # 200 KB: under the default body limit
+            error = await _expect(client, 400, content=b"[" * 100_000 + b"]" * 100_000)
+            assert error["code"] == "invalid_json" and "too deeply" in error["message"]
+
+    _run(check())
+
+
 def test_malformed_json_and_oversized_bodies(make_client: Callable[..., Any]) -> None:
     async def check() -> None:
         async with make_client(max_body_bytes=2048) as client:

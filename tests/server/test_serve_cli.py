@@ -20,7 +20,7 @@ def test_a_port_in_use_is_a_usage_error(write_config: Callable[..., Path]) -> No
         port = taken.getsockname()[1]
         result = CliRunner().invoke(app, ["serve", "--config", str(config), "--port", str(port)])
     assert result.exit_code == 2
-    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use;" in result.output and "--port" in result.output
 
 
 def test_an_unusable_log_file_is_refused_before_listening(write_config: Callable[..., Path], tmp_path: Path) -> None:
