@@ -222,7 +222,9 @@ SHIPPED_HEADS = ("pkg:ggroute.models/router-head.json", "pkg:ggroute.models/rout
 
 def load_head(path: Path, routes: list[str], identity: dict[str, str]) -> RouteHead:
     """Read a head file and check it was trained for this router; every mismatch is a ConfigError."""
-    data = parse_json(read_text(path, ConfigError, "route head file"), path, ConfigError)
+    hint = (" (router.head is relative to config.json's folder: point it at the file, use "
+            f"\"{SHIPPED_HEADS[0]}\" for the shipped head, or train one with `ggroute router train`)")
+    data = parse_json(read_text(path, ConfigError, "route head file", hint), path, ConfigError)
     if not isinstance(data, dict) or data.get("format") != HEAD_FORMAT:
         raise ConfigError(f"{path}: not a ggroute route head file (expected format '{HEAD_FORMAT}')")
     try:

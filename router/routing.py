@@ -109,6 +109,20 @@ class Router:
         with self._classifier_session(lambda: False) as classifier:
             return classifier.head_identity()
 
+    def check_head(self) -> None:
+        """Read the configured route head now, without loading the router model: a missing, malformed or stale
+        head file is the ConfigError the first routed request would otherwise get."""
+        from ggroute.router.classify import head_identity  # numpy: not needed for `ggroute --help`
+        from ggroute.router.head import load_head
+
+        if self.config is None or self.head_path is None:
+            return
+        try:
+            spec = self.pool.catalog.spec(self.config.model)
+        except (*_ROUTER_UNAVAILABLE, UsageError):  # a missing file or a remote router: said where it is used
+            return
+        load_head(self.head_path, list(self.config.routes), head_identity(spec, self.config))
+
     def _timeout_s(self) -> float:
         return self.pool.catalog.spec(self.require_config().model).settings.timeout_s
 

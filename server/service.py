@@ -108,6 +108,7 @@ class Service:
         self.settings = loaded.config.server
         self.api_key = os.environ.get(API_KEY_ENV) or self.settings.api_key
         self.pipeline = Pipeline(loaded, loader)  # an unusable log_file is a ConfigError now, before serving
+        self.pipeline.router.check_head()  # so is a missing or stale route head file
         names = self.pipeline.catalog.names
         self.queues = {name: ModelQueue(name, self.settings.queue_size) for name in names}
         self.executor = ThreadPoolExecutor(max_workers=len(names) + 2, thread_name_prefix="ggroute-serve")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ggroute.cli.app import app
-from tests.conftest import small_config
+from tests.conftest import SHIPPED, small_config
 
 
 def test_a_port_in_use_is_a_usage_error(write_config: Callable[..., Path]) -> None:
@@ -28,6 +29,15 @@ def test_an_unusable_log_file_is_refused_before_listening(write_config: Callable
     config = write_config(small_config(log_file=str(tmp_path / "file" / "requests.jsonl")))
     result = CliRunner().invoke(app, ["serve", "--config", str(config), "--port", "0"])
     assert result.exit_code == 2 and "cannot be written" in result.output
+
+
+def test_a_missing_route_head_is_refused_before_listening(write_config: Callable[..., Path]) -> None:
+    data = copy.deepcopy(SHIPPED)
+    data["router"]["head"] = "router-head.json"  # as config.json has it, copied to another folder
+    config = write_config(data)
+    result = CliRunner().invoke(app, ["serve", "--config", str(config), "--port", "0"])
+    assert result.exit_code == 2
+    assert "route head file not found" in result.output and "pkg:ggroute.models/router-head.json" in result.output
 
 
 def test_serve_help_is_listed() -> None:
