@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ggroute.server import responses
-from ggroute.server.errors import ApiError
+from ggroute.server.errors import ApiError, unknown_model
 from ggroute.server.protocol import Kind, parse_body
 from ggroute.server.service import SHUTDOWN_GRACE_S, ClientGone, Job, Service
 from ggroute.server.status_page import render_status_page
@@ -71,15 +71,21 @@ def create_app(service: Service) -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "shutting_down" if service.closing else "ok"})
 
-    async def list_models(request: Request) -> Response:
+    def model_object(model_id: str) -> dict[str, object]:
         routes = service.routes
-        data = []
-        for model_id in service.model_ids():
-            kind = "auto" if model_id == "auto" else "route" if model_id in routes else "model"
-            runs_on = routes.get(model_id, model_id if kind == "model" else None)
-            data.append({"id": model_id, "object": "model", "created": 0, "owned_by": "ggroute",
-                         "ggroute": {"kind": kind, "model": runs_on}})
-        return JSONResponse({"object": "list", "data": data})
+        kind = "auto" if model_id == "auto" else "route" if model_id in routes else "model"
+        runs_on = routes.get(model_id, model_id if kind == "model" else None)
+        return {"id": model_id, "object": "model", "created": 0, "owned_by": "ggroute",
+                "ggroute": {"kind": kind, "model": runs_on}}
+
+    async def list_models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [model_object(m) for m in service.model_ids()]})
+
+    async def retrieve_model(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        if model_id not in service.model_ids():
+            raise unknown_model(model_id, service.model_ids())
+        return JSONResponse(model_object(model_id))
 
     async def chat(request: Request) -> Response:
         return await generate(request, "chat", "/v1/chat/completions")
@@ -104,7 +110,7 @@ def create_app(service: Service) -> Starlette:
         except ClientGone:
             return Response(status_code=499)
         if event == "error":
-            raise service.api_error(payload)
+            raise service.api_error(payload, kind)
         assert job.result is not None  # "done" is the only other event of a request that does not stream
         info = responses.ggroute_info(job.result, decision, job.queue_wait_s)
         return JSONResponse(responses.full_response(ids, job.result, info))
@@ -126,7 +132,7 @@ def create_app(service: Service) -> Starlette:
                         yield json.dumps(chunk)
                     break
                 elif event == "error":  # after the stream began: an error event, as the OpenAI API sends
-                    yield json.dumps(service.api_error(payload).body())
+                    yield json.dumps(service.api_error(payload, job.request.kind).body())
                     break
             finished = True
             yield "[DONE]"
@@ -147,6 +153,7 @@ def create_app(service: Service) -> Starlette:
         Route("/", status_page, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/ggroute/models", models_status, methods=["GET"]),
@@ -170,7 +177,8 @@ def _exception_handlers() -> dict[int | type[Exception], Handler]:
         assert isinstance(exc, HTTPException)
         message = {404: f"no endpoint {request.url.path}", 405: f"{request.method} is not allowed on "
                    f"{request.url.path}"}.get(exc.status_code, str(exc.detail))
-        return ApiError(exc.status_code, message, code="not_found" if exc.status_code == 404 else None,
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return ApiError(exc.status_code, message, code=code,
                         headers=dict(exc.headers or {})).response()
 
     async def internal(request: Request, exc: Exception) -> Response:

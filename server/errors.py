@@ -66,11 +66,11 @@ def retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
-def from_ggroute(exc: GgrouteError, retry_after_s: float = 5.0) -> ApiError:
-    """The HTTP answer to an error raised below the server."""
+def from_ggroute(exc: GgrouteError, retry_after_s: float = 5.0, prompt_field: str = "messages") -> ApiError:
+    """The HTTP answer to an error raised below the server; `prompt_field` is the endpoint's (messages, prompt)."""
     message = str(exc)
     if isinstance(exc, PromptTooLongError):
-        return ApiError(400, message, param="messages", code="context_length_exceeded")
+        return ApiError(400, message, param=prompt_field, code="context_length_exceeded")
     if isinstance(exc, UnknownModelError):
         return ApiError(404, message, param="model", code="model_not_found")
     if isinstance(exc, UsageError):

@@ -27,6 +27,9 @@ OFF_VALUES: dict[str, list[object]] = {
     "parallel_tool_calls": [True, False], "response_format": [{"type": "text"}], "logit_bias": [{}], "echo": [False],
     "best_of": [1], "suffix": [""],
 }
+# OpenAI sampling fields a request cannot set: the model's values in config.json apply.
+MODEL_SAMPLING = {key: f"{key} is the model's setting in config.json (models.NAME.{key}); a request can set "
+                  "temperature and seed" for key in ("top_p", "presence_penalty", "frequency_penalty")}
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -63,7 +66,7 @@ def parse_body(raw: bytes, kind: Kind) -> ParsedRequest:
             continue
         if key in OFF_VALUES and value in OFF_VALUES[key]:
             continue
-        raise unsupported(key, "" if key in OFF_VALUES else "unknown field")
+        raise unsupported(key, "" if key in OFF_VALUES else MODEL_SAMPLING.get(key, "unknown field"))
     task: TaskInput
     if kind == "chat":
         task = conversation = _conversation(body)
@@ -106,17 +109,31 @@ def _conversation(body: dict[str, object]) -> Conversation:
     return Conversation(tuple(out))
 
 
+def _json_type(value: object) -> str:
+    """A value's type in JSON's words, for messages about a request body."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 def _content(content: object, where: str) -> str:
     if isinstance(content, list):  # content parts: text only
         texts = []
         for j, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                kind = part.get("type") if isinstance(part, dict) else _json_type(part)
                 raise unsupported(f"{where}[{j}]", f"content part of type {json.dumps(kind)} (only text)")
             texts.append(part["text"])
         content = "".join(texts)
     if not isinstance(content, str):
-        raise bad_request(f"'{where}' must be a string (got {type(content).__name__})", param=where)
+        raise bad_request(f"'{where}' must be a string or a list of {{\"type\": \"text\", \"text\": ...}} parts "
+                          f"(got {_json_type(content)})", param=where)
     if not content.strip():
         raise bad_request(f"'{where}' is empty", param=where)
     return content

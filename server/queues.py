@@ -10,6 +10,7 @@ generation running in a worker thread, when that thread has finished, not when t
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ class QueueFull(Exception):
         self.waiting = waiting
         self.retry_after_s = retry_after_s
         super().__init__(f"model '{model}' is busy and {waiting} request(s) already wait for it (server.queue_size)"
-                         f"; retry in about {max(1, round(retry_after_s))} s")
+                         f"; retry in about {max(1, math.ceil(retry_after_s))} s")
 
 
 @dataclass

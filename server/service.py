@@ -28,7 +28,7 @@ from ggroute.models.metrics import GenerationResult
 from ggroute.router.pipeline import Pipeline
 from ggroute.router.routing import RouteOutcome
 from ggroute.server.errors import ApiError, from_ggroute, retry_after, unknown_model
-from ggroute.server.protocol import ParsedRequest
+from ggroute.server.protocol import Kind, ParsedRequest
 from ggroute.server.queues import ModelQueue, QueueFull
 from ggroute.server.responses import Decision
 
@@ -170,6 +170,13 @@ class Service:
             held.close()
             raise ApiError(429, str(exc), type="rate_limit_error", code="queue_full",
                            headers=retry_after(exc.retry_after_s)) from None
+        except ClientGone:  # gave up in the queue: nothing ran, but the request is logged like any other
+            held.close()
+            self.pipeline.log.write({
+                "model": decision.model, "finish_reason": "cancelled", "cancelled_in": "queue", "text_chars": 0,
+                **decision.log_fields(), "endpoint": endpoint, "requested_model": request.model,
+                "stream": request.stream, "queue_wait_s": round(time.perf_counter() - queued, 4), "user": request.user})
+            raise
         except BaseException:
             held.close()
             raise
@@ -190,7 +197,7 @@ class Service:
             job.cancel.set()
         kind, payload = await self.next_event(job, disconnected)
         if kind == "error":
-            raise self.api_error(payload)
+            raise self.api_error(payload, job.request.kind)
         if isinstance(payload, Generation):
             job.model = payload.model.spec.name
         return job
@@ -289,11 +296,11 @@ class Service:
             raise
 
     @staticmethod
-    def api_error(payload: object) -> ApiError:
+    def api_error(payload: object, kind: Kind = "chat") -> ApiError:
         if isinstance(payload, ApiError):
             return payload
         if isinstance(payload, GgrouteError):
-            return from_ggroute(payload)
+            return from_ggroute(payload, prompt_field="messages" if kind == "chat" else "prompt")
         return ApiError(500, f"internal error: {payload!r}", type="server_error")
 
     def in_thread(self, function: Callable[..., T], *args: object) -> asyncio.Future[T]:
@@ -356,8 +363,10 @@ class Service:
 
     def unload(self, name: str) -> dict[str, object]:
         """Close an idle model now; 409 when a request holds it, it is loading, or requests wait for it."""
-        if name not in self.queues:
-            raise unknown_model(name, self.pipeline.catalog.names)
+        if name not in self.queues:  # auto and routes name no model to unload
+            names = self.pipeline.catalog.names
+            raise ApiError(404, f"no model named '{name}' to unload: name a model ({', '.join(names)}), not "
+                           "auto or a route; GET /ggroute/models lists them", param="name", code="model_not_found")
         _, holders, loading = self.pipeline.pool.status().get(name, (False, 0, False))
         if holders or loading or self.queues[name].waiting:
             raise ApiError(409, f"model '{name}' is serving, loading or awaited by requests: unload it when it is "

@@ -161,6 +161,37 @@ def test_unknown_model_and_unknown_path_are_404(make_client: Callable[..., Any])
     _run(check())
 
 
+def test_error_messages_speak_json_and_name_the_endpoint_field(make_client: Callable[..., Any]) -> None:
+    async def check() -> None:
+        async with make_client() as client:
+            error = await _expect(client, 400, body={**GOOD, "messages": [{"role": "user", "content": None}]})
+            assert "(got null)" in error["message"] and "list of" in error["message"]  # no Python type names
+            error = await _expect(client, 400, body={**GOOD, "top_p": 0.5})
+            assert "unknown field" not in error["message"] and "models.NAME.top_p" in error["message"]
+            error = await _expect(client, 400, path="/v1/completions",
+                                  body={"model": "coder", "prompt": "word " * 2000})  # context_size 1024
+            assert error["code"] == "context_length_exceeded" and error["param"] == "prompt"
+            error = await _expect(client, 405, content=None, path="/v1/chat/completions")  # GET
+            assert error["code"] == "method_not_allowed"
+            error = await _expect(client, 404, path="/ggroute/models/auto/unload", content=b"")
+            assert "not auto or a route" in error["message"] and "use 'auto'" not in error["message"]
+
+    _run(check())
+
+
+def test_a_model_is_retrieved_by_id_as_the_openai_client_does(make_client: Callable[..., Any]) -> None:
+    async def check() -> None:
+        async with make_client() as client:
+            coder = await client.get("/v1/models/coder")
+            assert coder.status_code == 200
+            assert coder.json() == {"id": "coder", "object": "model", "created": 0, "owned_by": "ggroute",
+                                    "ggroute": {"kind": "model", "model": "coder"}}
+            error = await _expect(client, 404, path="/v1/models/gpt-4")
+            assert error["code"] == "model_not_found" and "coder" in error["message"]
+
+    _run(check())
+
+
 def test_api_key_guards_everything_but_health(make_client: Callable[..., Any]) -> None:
     async def check() -> None:
         async with make_client(api_key="from-config") as client:
@@ -195,6 +226,7 @@ def test_a_full_queue_is_429_with_retry_after_and_the_queue_is_fifo(make_client:
             await asyncio.sleep(0.05)
             third = await ask("3")  # one runs, one waits: no room
             assert third.status_code == 429 and int(third.headers["retry-after"]) >= 1
+            assert f"retry in about {third.headers['retry-after']} s" in third.json()["error"]["message"]
             assert third.json()["error"]["code"] == "queue_full" and third.json()["error"]["type"] == "rate_limit_error"
             done = [await first, await second]
             assert [r.status_code for r in done] == [200, 200]

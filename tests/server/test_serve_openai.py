@@ -165,6 +165,23 @@ def test_full_queue_is_429_and_a_disconnect_frees_the_model(served: ServerProces
     assert cancelled[0]["stream"] is True and lines_logged[-1]["queue_wait_s"] > 0
 
 
+def test_a_client_that_gives_up_in_the_queue_is_logged_cancelled(served: ServerProcess) -> None:
+    client = openai_client(served)
+    stream = client.completions.create(model="coder", prompt=COUNTING, max_tokens=400, stream=True)
+    chunks = iter(stream)
+    next(chunks)  # the coder is busy
+    body = {"model": "coder", "prompt": "x =", "max_tokens": 2, "user": "gave-up-in-queue"}
+    with httpx.Client(timeout=60) as http:
+        with pytest.raises(httpx.ReadTimeout):  # waits behind the stream, then leaves
+            http.post(served.url + "/v1/completions", json=body, timeout=1.5)
+        stream.close()
+        assert wait_until(lambda: not _coder(http, served)["busy"] and _coder(http, served)["queued"] == 0)
+    assert wait_until(lambda: any(line.get("user") == "gave-up-in-queue" for line in served.log_lines()))
+    line = next(line for line in served.log_lines() if line.get("user") == "gave-up-in-queue")
+    assert line["finish_reason"] == "cancelled" and line["cancelled_in"] == "queue" and line["model"] == "coder"
+    assert line["endpoint"] == "/v1/completions" and line["queue_wait_s"] >= 1.0
+
+
 def _coder(http: httpx.Client, served: ServerProcess) -> dict[str, Any]:
     models = http.get(served.url + "/ggroute/models").json()["models"]
     return next(m for m in models if m["name"] == "coder")
