@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated, cast
@@ -12,7 +13,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from ggroute.cli.common import ConfigOption, JsonOption, emit_json, err, fail, guarded, out
+from ggroute.cli.common import ConfigOption, JsonOption, check_output_file, emit_json, err, fail, guarded, out
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED
 from ggroute.cli.payloads import AppliedPayload, BenchPayload, BenchRow, TimeoutAdvicePayload, VsRawPayload
 from ggroute.core.errors import GgrouteError, UnknownModelError, UsageError
@@ -67,8 +68,10 @@ def bench(
     if remote:
         raise fail(UsageError(f"model '{remote[0]}' is remote: bench measures local llama.cpp models "
                               "(benchmarks/remote_vs_direct.py measures a remote one against its server)"))
+    check_output_file("--csv", csv_file)  # before measuring, not after minutes of it
+    check_output_file("--plot", plot)
     if plot is not None:
-        guarded(_check_matplotlib)  # before measuring, not after minutes of it
+        guarded(_check_matplotlib)
     results, interrupted = _measure_all(catalog, names, combinations(sweeps), prompt_tokens, gen_tokens, repeat)
     metrics = ranking_metrics(catalog)
     best = best_per_model(results, metrics)
@@ -81,7 +84,7 @@ def bench(
     if apply and not interrupted:
         payload["applied"] = _apply(loaded.source, best, sweeps)
     if csv_file is not None:
-        write_csv(csv_file, results)
+        guarded(lambda: _write_file("--csv", csv_file, lambda: write_csv(csv_file, results)))
     if plot is not None:
         guarded(lambda: write_plot(plot, results))
     if as_json:
@@ -202,6 +205,13 @@ def render_table(results: list[BenchResult], best: dict[str, BenchResult], metri
                       f"{r.decode_tokens_per_s:.1f}", f"{r.time_to_first_token_s:.3f}", f"{r.peak_rss_mb:.0f}",
                       f"{r.estimate_mb:.0f}", mark)
     return table
+
+
+def _write_file(flag: str, path: Path, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as exc:  # checked before measuring, but the disk can fill or the folder go meanwhile
+        raise UsageError(f"{flag} {path}: cannot write it: {exc.strerror or exc}") from None
 
 
 def write_plot(path: Path, results: list[BenchResult]) -> None:

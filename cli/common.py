@@ -56,6 +56,16 @@ def fail(exc: GgrouteError) -> typer.Exit:
     return typer.Exit(exit_code_for(exc))
 
 
+def check_output_file(flag: str, path: Path | None) -> None:
+    """Refuse an output file that cannot be written before the work that fills it (exit 2)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise fail(UsageError(f"{flag} {path}: is a directory; give a file name"))
+    if not path.parent.is_dir():
+        raise fail(UsageError(f"{flag} {path}: folder {path.parent} does not exist"))
+
+
 def guarded(action: Callable[[], T]) -> T:
     try:
         return action()

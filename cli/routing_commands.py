@@ -155,6 +155,7 @@ def eval_routing(
 
     with _pipeline(config) as pipeline:
         routes = list(pipeline.router.require_config().routes)
+        has_head = pipeline.router.require_config().head is not None
         rows = guarded(lambda: read_labeled_files(files, routes))
         report = guarded(lambda: evaluate_routing(pipeline.router, rows))
     payload = cast(EvalRoutingPayload, report.as_dict())
@@ -190,8 +191,12 @@ def eval_routing(
     if fit:
         out.print(f"calibration fitted on {report.n} tasks (accuracy on the same tasks "
                   f"{payload['fit']['accuracy_in_sample']:.3f}); check it on other tasks, then put this in "
-                  "config.json under router:")
+                  f"config.json under router{' in place of head' if has_head else ''}:")
         out.print(escape(json.dumps({"calibration": payload["fit"]["calibration"]})))
+        if has_head:
+            err.print("[yellow]note:[/] this config routes through router.head, which does not use a calibration: "
+                      "the calibration is for label-logit scoring, without head (to adapt a head to your tasks, "
+                      "train one: `ggroute router train FILE...`)")
 
 
 def _fit_payload(fit: FitResult) -> FitPayload:

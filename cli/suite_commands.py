@@ -27,7 +27,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ggroute.cli.common import ConfigOption, JsonOption, ctrl_c_cancels, emit_json, err, fail, guarded, out
+from ggroute.cli.common import (
+    ConfigOption,
+    JsonOption,
+    check_output_file,
+    ctrl_c_cancels,
+    emit_json,
+    err,
+    fail,
+    guarded,
+    out,
+)
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED, EXIT_RUNTIME
 from ggroute.cli.payloads import HumanEvalPayload, SuiteReportPayload
 from ggroute.cli.render import fmt_rate
@@ -72,15 +82,6 @@ def _progress(total: int) -> Iterator[tuple[Progress, TaskID]]:
         yield progress, progress.add_task("starting", total=total)
 
 
-def _check_report_path(report: Path | None) -> None:
-    if report is None:
-        return
-    if report.is_dir():
-        raise fail(UsageError(f"--report {report}: is a directory; give a file name"))
-    if not report.parent.is_dir():
-        raise fail(UsageError(f"--report {report}: folder {report.parent} does not exist"))
-
-
 def _load_suites(files: list[Path], phase: int | None, loaded: LoadedConfig) -> list[tuple[Path, Suite]]:
     from ggroute.core.errors import SuiteFileError
     from ggroute.evals.suite import check_against_config, load_suite
@@ -111,7 +112,7 @@ def eval_suite(
     unsafe_no_sandbox: UnsafeNoSandboxOption = False,
 ) -> None:
     """Run suite files: route (and generate) each case and check it; exit 1 when any case fails."""
-    _check_report_path(report)
+    check_output_file("--report", report)
     loaded = guarded(lambda: load_config(config))
     suites = _load_suites(files, phase, loaded)
     from ggroute.evals.sandbox import Isolation

@@ -24,6 +24,7 @@ from ggroute.models.config import RouterConfig
 from ggroute.models.pool import ModelPool
 
 if TYPE_CHECKING:
+    from ggroute.models.catalog import ModelCatalog
     from ggroute.router.classify import Decision, RouteClassifier, TaskFeatures
 
 # The router model could not give a decision: route to default_route and say why in `reason`.
@@ -45,6 +46,21 @@ class RouteOutcome:
     def log_fields(self) -> dict[str, object]:
         return {"route": self.route, "confidence": self.confidence, "reason": self.reason,
                 "route_latency_ms": self.latency_ms}
+
+
+def check_route_head(router: RouterConfig | None, catalog: ModelCatalog, head_path: Path | None) -> None:
+    """Read the configured route head now, without loading the router model: a missing, malformed or stale head
+    file is the ConfigError the first routed request would otherwise get."""
+    from ggroute.router.classify import head_identity  # numpy: not needed for `ggroute --help`
+    from ggroute.router.head import load_head
+
+    if router is None or head_path is None:
+        return
+    try:
+        spec = catalog.spec(router.model)
+    except (*_ROUTER_UNAVAILABLE, UsageError):  # a missing file or a remote router: said where it is used
+        return
+    load_head(head_path, list(router.routes), head_identity(spec, router))
 
 
 class Router:
@@ -110,18 +126,7 @@ class Router:
             return classifier.head_identity()
 
     def check_head(self) -> None:
-        """Read the configured route head now, without loading the router model: a missing, malformed or stale
-        head file is the ConfigError the first routed request would otherwise get."""
-        from ggroute.router.classify import head_identity  # numpy: not needed for `ggroute --help`
-        from ggroute.router.head import load_head
-
-        if self.config is None or self.head_path is None:
-            return
-        try:
-            spec = self.pool.catalog.spec(self.config.model)
-        except (*_ROUTER_UNAVAILABLE, UsageError):  # a missing file or a remote router: said where it is used
-            return
-        load_head(self.head_path, list(self.config.routes), head_identity(spec, self.config))
+        check_route_head(self.config, self.pool.catalog, self.head_path)
 
     def _timeout_s(self) -> float:
         return self.pool.catalog.spec(self.require_config().model).settings.timeout_s
