@@ -36,9 +36,9 @@ BackendName = Literal["llama.cpp", "openai"]
 # Settings a remote (backend "openai") model cannot use: they configure the local llama.cpp engine, or sampling
 # the OpenAI API has no field for. The engine behind base_url has its own.
 LOCAL_ONLY_FIELDS = (
-    "path", "n_threads", "n_batch", "n_gpu_layers", "weights_type", "layers", "cache_type_k", "swa_full", "rpc_servers",
-    "pinned", "top_k", "min_p", "repeat_penalty", "repeat_last_n", "dry_multiplier", "dry_base",
-    "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers",
+    "path", "n_threads", "n_batch", "n_gpu_layers", "weights_type", "layers", "cache_type_k", "swa_full",
+    "cache_prompt", "rpc_servers", "pinned", "top_k", "min_p", "repeat_penalty", "repeat_last_n", "dry_multiplier",
+    "dry_base", "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers",
 )
 REMOTE_ONLY_FIELDS = ("base_url", "model", "api_key_env", "connect_timeout_s", "read_timeout_s")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -135,6 +135,15 @@ class ModelConfig(StrictModel):
         True,
         description="Keep a full-size KV cache for sliding-window layers (llama.cpp's default). False saves "
         "memory on models such as Gemma 3 but prevents reusing a cached prompt prefix.",
+    )
+    cache_prompt: bool = Field(
+        True,
+        description="Generation reuses the KV cache of the previous request where the new prompt starts the same "
+        "(a shared system prompt, earlier chat turns) and evaluates only the rest, at least its last two tokens "
+        "as a batch. llama.cpp's results can depend on how a prompt is split into batches: on some models (the "
+        "shipped Gemma-3-270M) a greedy answer then differs from the one a fresh process gives. False: every "
+        "request evaluates its whole prompt, so the same request always gets the same answer "
+        "(docs/performance.md measures both).",
     )
     prompt_format: Literal["auto", "chat", "completion"] = Field(
         "auto",

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 
+# Fewest prompt tokens a request evaluates when its prompt is in the KV cache already (see _stream).
+MIN_EVALUATED = 2
+
+
 class LlamaModel:
     """A `Llama` and what ggroute knows about it. Whoever loads it closes it (`close()` is idempotent)."""
 
@@ -158,6 +162,12 @@ class LlamaModel:
         llama = self.llama
         if sampling.temperature > 0:
             llama.set_seed(sampling.seed)
+        if not self._spec.settings.cache_prompt:
+            llama.reset()  # type: ignore[no-untyped-call]  # generate() then evaluates the whole prompt
+        elif len(tokens) - self.cached_prefix_length(tokens) < MIN_EVALUATED:
+            # llama.cpp computes a lone token's logits on another path than a batch's, and greedy answers
+            # drift: evaluate the prompt's last tokens as a batch, as a fresh process does (docs/performance.md).
+            llama.n_tokens = min(llama.n_tokens, max(0, len(tokens) - MIN_EVALUATED))
         cached = self._reused_prefix(tokens)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._dry.settings = sampling.dry
