@@ -61,20 +61,22 @@ def generate(
 
     options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed,
                              stop_after_code=code, loop_guard=not no_loop_guard)
-    with guarded(lambda: Pipeline(loaded)) as pipeline, ctrl_c_cancels() as cancel:
-        result, prompt_text = guarded(
-            lambda: _stream(pipeline, model, text, options, cancel, stream=not (as_json or code)))
-    if as_json:
-        payload = generation_payload(result)
-        if code:
-            add_code(payload, prompt_text, result)
-        emit_json(payload)
-    else:
-        if code:
-            print_code(prompt_text, result)
-        err.print(f"[dim]{escape(render.footer(result))}[/]")
-        if verbose:
-            render.verbose_report(err, result)
+    # Until the footer is out, a signal only cancels: one that comes as the answer ends still gets its footer.
+    with ctrl_c_cancels() as cancel:
+        with guarded(lambda: Pipeline(loaded)) as pipeline:
+            result, prompt_text = guarded(
+                lambda: _stream(pipeline, model, text, options, cancel, stream=not (as_json or code)))
+        if as_json:
+            payload = generation_payload(result)
+            if code:
+                add_code(payload, prompt_text, result)
+            emit_json(payload)
+        else:
+            if code:
+                print_code(prompt_text, result)
+            err.print(f"[dim]{escape(render.footer(result))}[/]")
+            if verbose:
+                render.verbose_report(err, result)
     exit_for(result)
 
 

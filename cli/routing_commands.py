@@ -111,6 +111,7 @@ def run(
     text = read_task(task)
     options = RequestOptions(max_tokens=max_tokens, timeout_s=timeout, temperature=temperature, seed=seed,
                              stop_after_code=code, loop_guard=not no_loop_guard)
+    # Until the footer is out, a signal only cancels: one that comes as the answer ends still gets its footer.
     with _pipeline(config, generates=True, pull=pull) as pipeline, ctrl_c_cancels() as cancel:
         if route_name is not None:
             guarded(lambda: pipeline.router.check_route(route_name))
@@ -124,19 +125,19 @@ def run(
             return outcome, generation.result, generation.prompt.text
 
         outcome, result, prompt_text = guarded(_go)
-    if as_json:
-        payload: RunPayload = {**generation_payload(result), "route": outcome.route,
-                               "confidence": outcome.confidence, "reason": outcome.reason,
-                               "route_latency_ms": outcome.latency_ms, "probabilities": outcome.probabilities}
-        if code:
-            add_code(payload, prompt_text, result)
-        emit_json(payload)
-    else:
-        if code:
-            print_code(prompt_text, result)
-        err.print(f"[dim]{escape(render.footer(result))}[/]")
-        if verbose:
-            render.verbose_report(err, result)
+        if as_json:
+            payload: RunPayload = {**generation_payload(result), "route": outcome.route,
+                                   "confidence": outcome.confidence, "reason": outcome.reason,
+                                   "route_latency_ms": outcome.latency_ms, "probabilities": outcome.probabilities}
+            if code:
+                add_code(payload, prompt_text, result)
+            emit_json(payload)
+        else:
+            if code:
+                print_code(prompt_text, result)
+            err.print(f"[dim]{escape(render.footer(result))}[/]")
+            if verbose:
+                render.verbose_report(err, result)
     exit_for(result)
 
 

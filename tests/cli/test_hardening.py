@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
-from tests.cli.scripted_cli import EVENTS_ENV, SCRIPT_ENV
+from tests.cli.scripted_cli import EVENTS_ENV, SCRIPT_ENV, SIGTERM_AT_FOOTER_ENV
 from tests.conftest import SHIPPED, small_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -440,6 +440,21 @@ def test_a_signal_during_generation_keeps_the_partial_output(start, config: Path
     [record] = log_records(tmp_path)
     assert record["finish_reason"] == "cancelled"
     assert record["usage"]["completion_tokens"] == streamed.count("tok")  # type: ignore[index]
+
+
+@pytest.mark.parametrize("command", [["generate", "--model", "coder"], ["run", "--route", "coder"]])
+def test_a_signal_as_the_answer_ends_still_prints_its_footer(start, write_config, tmp_path: Path,
+                                                              command: list[str]) -> None:
+    data = json.loads(json.dumps(SHIPPED))  # a router section, for `run`
+    data["log_file"] = str(tmp_path / "requests.jsonl")
+    run = start(*command, TASK, "--max-tokens", "3", "-c", str(write_config(data)),
+                script={"pieces": ["tok "], "repeat": True}, env={SIGTERM_AT_FOOTER_ENV: "1"})
+    code = run.finish()
+    assert_no_traceback(run)
+    assert code == 0, run.err  # the answer was whole: it ended at max_tokens, not by the signal
+    assert run.out.startswith("tok tok tok") and "finish=length" in run.err and "terminated" not in run.err
+    [record] = log_records(tmp_path)
+    assert record["finish_reason"] == "length"
 
 
 def test_a_second_sigterm_stops_waiting(start, config: Path) -> None:
