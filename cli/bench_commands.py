@@ -89,6 +89,9 @@ def bench(
         guarded(lambda: write_plot(plot, results))
     if as_json:
         emit_json(payload)
+        for item in advice:  # warnings go to stderr in JSON mode too (docs/json-output.md)
+            if item.too_short:
+                err.print(f"[red]warning:[/] {escape(_advice_line(item))}: raise timeout_s")
     else:
         _print_report(results, best, metrics, advice, payload)
     if interrupted:
@@ -236,12 +239,16 @@ def write_plot(path: Path, results: list[BenchResult]) -> None:
     plt.close(fig)
 
 
+def _advice_line(item: TimeoutAdvice) -> str:
+    return (f"{item.model}: max_tokens {item.max_tokens} at {item.decode_tokens_per_s:.1f} tok/s "
+            f"takes ~{item.expected_s} s; timeout_s is {item.timeout_s}")
+
+
 def _print_report(results: list[BenchResult], best: dict[str, BenchResult], metrics: dict[str, str],
                   advice: list[TimeoutAdvice], payload: BenchPayload) -> None:
     out.print(render_table(results, best, metrics))
     for item in advice:
-        line = (f"{item.model}: max_tokens {item.max_tokens} at {item.decode_tokens_per_s:.1f} tok/s "
-                f"takes ~{item.expected_s} s; timeout_s is {item.timeout_s}")
+        line = _advice_line(item)
         out.print(f"[red]warning:[/] {escape(line)}: raise timeout_s" if item.too_short else escape(line))
     for name, summary in payload.get("vs_raw", {}).items():
         out.print(f"{name}: ggroute vs llama-cpp-python direct, decode ratio {summary['decode_ratio']:.3f}, "

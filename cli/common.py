@@ -94,6 +94,9 @@ def read_task(task: str) -> str:
         err.print(f"[yellow]warning:[/] {source} is not valid UTF-8: {replaced} invalid byte sequence(s) "
                   "replaced with U+FFFD", soft_wrap=True)
     if not text.strip():
+        if source == "stdin":
+            raise fail(UsageError("the task is empty: stdin gave no text (pipe the task in, or give it as the "
+                                  "argument instead of '-')"))
         raise fail(UsageError("the task is empty: give the text of the task (or '-' to read it from stdin)"))
     return text
 

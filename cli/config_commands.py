@@ -46,9 +46,9 @@ def _remote_row(name: str, loaded: LoadedConfig, with_probe: bool) -> ModelRow:
     row: ModelRow = {"name": name, "loaded": False, "path_ref": settings.base_url or "", "file": None,
                      "backend": settings.backend, "base_url": settings.base_url or "",
                      "upstream_model": settings.model or ""}
-    if _key_set(settings.api_key_env) is False:
-        row["error"] = (f"api_key_env names ${settings.api_key_env}, which is not set here: export it, or remove "
-                        "api_key_env")
+    if _key_set(settings.api_key_env) is False:  # as config check: a warning, the listing itself is fine
+        row["warning"] = (f"models.{name}.api_key_env names ${settings.api_key_env}, which is not set here: "
+                          "requests to this model will fail until you export it (or remove api_key_env)")
     if with_probe:
         found = _probe_fields(name, loaded)
         row["reachable"] = found["reachable"]
@@ -109,6 +109,9 @@ def models(config: ConfigOption = None, as_json: JsonOption = False, with_probe:
         emit_json(payload)
     else:
         out.print(_models_table(loaded, rows, with_probe))
+    for row in rows:
+        if "warning" in row:
+            err.print(f"[yellow]warning:[/] {escape(row['warning'])}")
     if any("error" in r for r in rows) or _unreachable(rows):
         raise typer.Exit(EXIT_RUNTIME)
 

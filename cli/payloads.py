@@ -117,6 +117,7 @@ class ModelRow(ModelRowBase, total=False):
     backend: str  # only for a remote model ("openai"), with base_url and upstream_model; no file keys
     base_url: str
     upstream_model: str
+    warning: str  # a remote model whose api_key_env is not set: listed, but its requests will fail
     reachable: bool  # with --probe, remote models: the probe's answer
     latency_ms: float | None
     lists_model: bool | None

@@ -74,8 +74,13 @@ def loads_strict(text: str) -> object:
         repeated = repeated or len(obj) != len(pairs)
         return obj
 
+    def constant_hook(name: str) -> object:  # json.loads reads NaN and Infinity, which JSON has not
+        raise JSONProblem("invalid JSON", f"{name} is not a JSON value (write a number)")
+
     try:
-        data = json.loads(text, object_pairs_hook=pairs_hook)
+        data = json.loads(text, object_pairs_hook=pairs_hook, parse_constant=constant_hook)
+    except JSONProblem:
+        raise
     except json.JSONDecodeError as exc:
         raise JSONProblem("invalid JSON", exc.msg, exc.lineno, exc.colno) from None
     except RecursionError:

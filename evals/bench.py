@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from ggroute.models.catalog import ModelCatalog, ModelSpec
 from ggroute.models.config import load_config
-from ggroute.models.llamacpp.runtime import gpu_offload_supported
+from ggroute.models.llamacpp.runtime import available_cores, gpu_offload_supported
 from ggroute.models.memory import key_type_problem
 
 _FILLER = " The quick brown fox jumps over the lazy dog while the compiler checks every type."
@@ -94,7 +94,8 @@ def measure(catalog: ModelCatalog, name: str, settings: BenchSettings, prompt_to
     """One model under one settings combination: measured in a child process, or skipped with the reason."""
     spec = spec_for(catalog, name, settings)
     s = spec.settings
-    effective: dict[str, object] = {"n_threads": s.n_threads, "context_size": s.context_size, "n_batch": s.n_batch,
+    threads = s.n_threads or available_cores()  # what load_llama_model passes to llama.cpp
+    effective: dict[str, object] = {"n_threads": threads, "context_size": s.context_size, "n_batch": s.n_batch,
                                     "n_gpu_layers": s.n_gpu_layers, "weights_type": s.weights_type,
                                     "cache_type_k": s.cache_type_k}
     result = BenchResult(name, settings, effective, estimate_mb=round(spec.plan.own_bytes / 1e6, 1))

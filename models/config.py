@@ -481,7 +481,13 @@ def find_config(explicit: str | Path | None = None) -> Path:
 def load_config(explicit: str | Path | None = None, *, warn: bool = True) -> LoadedConfig:
     """Find, read and validate the config; with `warn`, log each of `config_warnings` (stderr in the CLI)."""
     path = find_config(explicit)
-    text = read_text(path, ConfigError, "config file", f" (pass --config or set {CONFIG_ENV})")
+    if explicit is not None:
+        hint = " (the path given with --config)"
+    elif os.environ.get(CONFIG_ENV):
+        hint = f" (the path in ${CONFIG_ENV}: fix or unset it)"
+    else:
+        hint = f" (pass --config or set {CONFIG_ENV})"
+    text = read_text(path, ConfigError, "config file", hint)
     loaded = parse_config(text, path)
     if warn:
         for warning in config_warnings(loaded.config):

@@ -252,7 +252,10 @@ def load_head(path: Path, routes: list[str], identity: dict[str, str]) -> RouteH
     stale = {key: (head.identity.get(key), identity.get(key)) for key in {**head.identity, **identity}
              if head.identity.get(key) != identity.get(key)}
     if stale:
-        what = "; ".join(f"{key}: head has {old!r}, router has {new!r}" for key, (old, new) in stale.items())
+        def shown(value: str | None) -> str:
+            return "unset" if value is None else value
+
+        what = "; ".join(f"{key}: head has {shown(old)}, router has {shown(new)}" for key, (old, new) in stale.items())
         raise ConfigError(
             f"{path}: the head was trained for another router setup ({what}): retrain it with "
             "`ggroute router train` after changing the router model, its settings, instruction or examples"

@@ -102,6 +102,17 @@ def test_config_check_shows_remote_models_apart_from_the_memory_plan(
     assert text.exit_code == 1 and "Remote models" in text.stdout and "not set" in text.stdout
 
 
+def test_models_lists_a_remote_model_without_its_key_with_a_warning(
+        stub: Stub, remote_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GGROUTE_TEST_NO_SUCH_KEY", raising=False)
+    path = remote_config({"main": remote_model(stub.url + "/v1", "ok", api_key_env="GGROUTE_TEST_NO_SUCH_KEY")})
+    result = invoke("models", "--json", "-c", str(path))
+    assert result.exit_code == 0, result.output  # as config check: the listing is fine, requests will fail
+    main = next(m for m in json.loads(result.stdout)["models"] if m["name"] == "main")
+    assert "error" not in main and main["base_url"] == f"{stub.url}/v1"
+    assert "$GGROUTE_TEST_NO_SUCH_KEY, which is not set" in main["warning"] and "warning:" in result.stderr
+
+
 def test_config_check_probe_of_a_reachable_server_exits_0(stub: Stub, remote_config: Callable[..., Path]) -> None:
     result = invoke("config", "check", "--probe", "--json", "-c", str(config(stub, remote_config)))
     assert result.exit_code == 0, result.output
