@@ -74,13 +74,14 @@ def loads_strict(text: str) -> object:
         repeated = repeated or len(obj) != len(pairs)
         return obj
 
+    constants: list[str] = []
+
     def constant_hook(name: str) -> object:  # json.loads reads NaN and Infinity, which JSON has not
-        raise JSONProblem("invalid JSON", f"{name} is not a JSON value (write a number)")
+        constants.append(name)
+        return None
 
     try:
         data = json.loads(text, object_pairs_hook=pairs_hook, parse_constant=constant_hook)
-    except JSONProblem:
-        raise
     except json.JSONDecodeError as exc:
         raise JSONProblem("invalid JSON", exc.msg, exc.lineno, exc.colno) from None
     except RecursionError:
@@ -90,6 +91,8 @@ def loads_strict(text: str) -> object:
         raise JSONProblem("invalid JSON", f"a number with more than {sys.get_int_max_str_digits()} digits") from None
     if repeated:
         _raise_first_duplicate(text)
+    if constants:
+        raise JSONProblem("invalid JSON", f"{constants[0]} is not a JSON value (write a number)")
     return data
 
 

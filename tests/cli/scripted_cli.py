@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ggroute.cli import render
 from ggroute.cli.app import main
-from ggroute.models.metrics import GenerationResult
 from ggroute.models import backend
+from ggroute.models.metrics import GenerationResult
 from tests.fakes import Script, scripted_loader
 
 SCRIPT_ENV = "SCRIPTED_CLI_SCRIPT"

@@ -176,7 +176,9 @@ def test_a_key_written_with_an_escape_is_the_same_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ('{"memory_budget_mb": ' + "9" * 5000 + "}", "invalid JSON: a number with more than 4300 digits"),
     ("[" * 50_000 + "]" * 50_000, "invalid JSON: nested too deeply"),
-], ids=["long number", "deep nesting"])
+    ('{"models": {"coder": {"timeout_s": Infinity}}}', "invalid JSON: Infinity is not a JSON value"),
+    ('{"models": {"coder": {"timeout_s": NaN}}}', "invalid JSON: NaN is not a JSON value"),
+], ids=["long number", "deep nesting", "Infinity", "NaN"])
 def test_json_that_json_loads_cannot_read_is_a_config_error(tmp_path: Path, text: str, expected: str) -> None:
     # Found by tests/fuzz: json.loads raised ValueError and RecursionError here, a traceback in the CLI.
     assert expected in _text_error(tmp_path, text)
