@@ -20,10 +20,12 @@ a loop too. A counting cycle needs more
 copies: 16 lines in all for a cycle of 1 to 3 lines (four times the repeats for a single line), `min_repeats`
 copies for longer ones, because short tables of similar numbered lines (test cases, data) are also written on
 purpose (16 rather than 12: a fifth fewer files of installed code cut, benchmarks/
-loop_guard_false_positives.py). The exception is one long sentence of prose written a third time with one number
-or short code span (`-t`) changed: a model explaining made-up flags one after another. A counting cycle needs
-no substance: sixteen lines of nothing but indentation are a loop as well (empty
-lines never are).
+loop_guard_false_positives.py). A single counting line whose list grows from copy to copy (`sort([2, 4, 3])`,
+`sort([2, 4, 3, 5])`, ...) is a loop at 8 lines: each copy costs more tokens than the last, so at 16 a 512-token
+answer would be over before the guard fired. The exception is one long sentence of prose written a third time
+with one number or short code span (`-t`) changed: a model explaining made-up flags one after another. A
+counting cycle needs no substance: sixteen lines of nothing but indentation are a loop as well (empty lines
+never are).
 
 When it fires, the text is cut after the first occurrence of the cycle: what the model said once is kept,
 its repeats are dropped.
@@ -39,6 +41,10 @@ _SUBSTANTIAL_CHARS = 4  # a cycle needs a line with at least this many non-blank
 _LONG_CYCLE_CHARS = 100  # a cycle with at least this many non-blank characters is a loop at its third copy
 _LONG_CYCLE_REPEATS = 3
 _COUNTING_LINES = 16  # a counting cycle of 1-3 lines is a loop once it fills this many lines
+# A counting line that gets longer each time (`f([1, 2])`, `f([1, 2, 3])`, ...) costs more tokens with every copy:
+# it is a loop at 8 lines, when their count of numbers never falls and has grown by at least 4.
+_GROWING_LINES = 8
+_GROWING_NUMBERS = 4
 _PROSE_LETTERS = 0.8  # share of letters and spaces that makes a line prose rather than code or data
 _SENTENCE_WORDS = 10  # spaces: a sentence of eleven words or more
 _RUNAWAY_LINE_CHARS = 512
@@ -144,6 +150,8 @@ class LoopGuard:
             if not any(cycle):  # empty lines, however many, are layout
                 continue
             repeats = self._repeats_needed(cycle, counting=counting)
+            if counting and size == 1 and _grows(self._lines[-_GROWING_LINES:]):
+                repeats = max(self.min_repeats, _GROWING_LINES)
             span = size * repeats
             if span > len(lines):
                 continue
@@ -185,6 +193,14 @@ class LoopGuard:
             masked += gap + 1
             original = match.end()
         return original + max(0, masked_offset - masked)
+
+
+def _grows(lines: list[str]) -> bool:
+    """`_GROWING_LINES` lines whose count of numbers never falls and grows by `_GROWING_NUMBERS` or more."""
+    if len(lines) < _GROWING_LINES:
+        return False
+    counts = [len(_DIGITS.findall(line)) for line in lines]
+    return all(b >= a for a, b in zip(counts, counts[1:], strict=False)) and counts[-1] - counts[0] >= _GROWING_NUMBERS
 
 
 def _period(tail: str, longest: int) -> int | None:

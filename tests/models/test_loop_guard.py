@@ -133,6 +133,22 @@ def test_a_loop_that_counts_is_a_loop_at_sixteen_lines() -> None:
     assert at < len("def fib4(n):\n") + len(lines) * 16 // 40 + 3  # stopped after the 16th line, not at the end
 
 
+def test_a_counting_line_that_grows_is_a_loop_at_eight_lines() -> None:
+    # HumanEval/88 on the algorithm model: each comment line one number longer, 512 tokens gone by the 13th
+    lines = "".join(f"    # sort_array([{', '.join(str(n) for n in range(k))}])\n" for k in range(3, 40))
+    at, loop = feed_all(LoopGuard(4, 24), "    array = []\n" + lines)
+    assert loop is not None and loop.kind == "counting" and loop.repeats == 8
+    assert at < len("    array = []\n") + sum(len(line) + 1 for line in lines.splitlines()[:8]) + 3
+
+
+@pytest.mark.parametrize("rows", [
+    [f"    [{', '.join('1' for _ in range(4))}],  # row {k}" for k in range(12)],  # same length: 16 lines needed
+    [f"assert f([{', '.join(str(n) for n in range(k // 4 + 1))}]) == {k}" for k in range(12)],  # grows by 2
+], ids=["numbers of the same count", "grows slowly"])
+def test_counting_lines_that_do_not_grow_fast_need_sixteen(rows: list[str]) -> None:
+    assert feed_all(LoopGuard(4, 24), "\n".join(rows) + "\n")[1] is None
+
+
 def test_a_numbered_two_line_cycle_is_a_loop() -> None:
     text = "for i in range(100):\n" + "".join(f"    if i == {n}:\n        continue\n" for n in range(0, 80, 2))
     _, loop = feed_all(LoopGuard(4, 8), text)
