@@ -156,6 +156,23 @@ def print_code(prompt_text: str, result: GenerationResult) -> None:
         err.print("[yellow]warning:[/] the code does not parse as Python (ast.parse failed)")
 
 
+def report_result(payload: GenerationPayload, prompt_text: str, result: GenerationResult, *, as_json: bool,
+                  code: bool, verbose: bool) -> None:
+    """The end of `generate` and `run`: the --json object, or --code's code, then the footer on stderr."""
+    from ggroute.cli import render  # the GGUF and memory modules: not needed for `ggroute --help`
+
+    if as_json:
+        if code:
+            add_code(payload, prompt_text, result)
+        emit_json(payload)
+        return
+    if code:
+        print_code(prompt_text, result)
+    err.print(f"[dim]{escape(render.footer(result))}[/]")
+    if verbose:
+        render.verbose_report(err, result)
+
+
 def generation_payload(result: GenerationResult) -> GenerationPayload:
     """`generate --json` (and the first fields of `run --json`): the result without the prompt preview."""
     return cast(GenerationPayload, result.model_dump(exclude={"prompt_preview"}))

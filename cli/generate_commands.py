@@ -6,9 +6,7 @@ import threading
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from ggroute.cli import render
 from ggroute.cli.common import (
     CodeOption,
     ConfigOption,
@@ -19,16 +17,13 @@ from ggroute.cli.common import (
     TemperatureOption,
     TimeoutOption,
     VerboseOption,
-    add_code,
     consume,
     ctrl_c_cancels,
-    emit_json,
-    err,
     exit_for,
     generation_payload,
     guarded,
-    print_code,
     read_task,
+    report_result,
 )
 from ggroute.cli.pull_commands import PullOption, pull_if_asked
 from ggroute.models.config import load_config
@@ -66,17 +61,7 @@ def generate(
         with guarded(lambda: Pipeline(loaded)) as pipeline:
             result, prompt_text = guarded(
                 lambda: _stream(pipeline, model, text, options, cancel, stream=not (as_json or code)))
-        if as_json:
-            payload = generation_payload(result)
-            if code:
-                add_code(payload, prompt_text, result)
-            emit_json(payload)
-        else:
-            if code:
-                print_code(prompt_text, result)
-            err.print(f"[dim]{escape(render.footer(result))}[/]")
-            if verbose:
-                render.verbose_report(err, result)
+        report_result(generation_payload(result), prompt_text, result, as_json=as_json, code=code, verbose=verbose)
     exit_for(result)
 
 

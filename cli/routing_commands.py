@@ -10,7 +10,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ggroute.cli import render
 from ggroute.cli.common import (
     CodeOption,
     ConfigOption,
@@ -21,7 +20,6 @@ from ggroute.cli.common import (
     TemperatureOption,
     TimeoutOption,
     VerboseOption,
-    add_code,
     consume,
     ctrl_c_cancels,
     emit_json,
@@ -30,8 +28,8 @@ from ggroute.cli.common import (
     generation_payload,
     guarded,
     out,
-    print_code,
     read_task,
+    report_result,
 )
 from ggroute.cli.payloads import (
     CalibrationPayload,
@@ -125,19 +123,10 @@ def run(
             return outcome, generation.result, generation.prompt.text
 
         outcome, result, prompt_text = guarded(_go)
-        if as_json:
-            payload: RunPayload = {**generation_payload(result), "route": outcome.route,
-                                   "confidence": outcome.confidence, "reason": outcome.reason,
-                                   "route_latency_ms": outcome.latency_ms, "probabilities": outcome.probabilities}
-            if code:
-                add_code(payload, prompt_text, result)
-            emit_json(payload)
-        else:
-            if code:
-                print_code(prompt_text, result)
-            err.print(f"[dim]{escape(render.footer(result))}[/]")
-            if verbose:
-                render.verbose_report(err, result)
+        payload: RunPayload = {**generation_payload(result), "route": outcome.route,
+                               "confidence": outcome.confidence, "reason": outcome.reason,
+                               "route_latency_ms": outcome.latency_ms, "probabilities": outcome.probabilities}
+        report_result(payload, prompt_text, result, as_json=as_json, code=code, verbose=verbose)
     exit_for(result)
 
 

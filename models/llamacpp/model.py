@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 
-# Fewest prompt tokens a request evaluates when its prompt is in the KV cache already (see _stream).
+# Fewest prompt tokens a request evaluates when its prompt is in the KV cache already (see _reuse_cache).
 MIN_EVALUATED = 2
 
 
@@ -137,17 +137,20 @@ class LlamaModel:
     def prepare_raw(self, text: str) -> Prompt:
         return prepare_raw(self, text)
 
-    def _reused_prefix(self, tokens: list[int]) -> int:
-        """Prompt tokens llama-cpp-python's generate() takes from the KV cache instead of evaluating.
+    def _reuse_cache(self, tokens: list[int]) -> int:
+        """Keep in the KV cache what this prompt reuses and return how many tokens that is.
 
-        Mirrors its rule: reuse the longest common prefix with what is in the cache, but always evaluate at
-        least one token so that fresh logits exist (unless the exact prompt is cached with live logits).
+        llama-cpp-python's generate() reuses the longest common prefix with what the cache holds and evaluates the
+        rest. Here it gets at most all but the prompt's last MIN_EVALUATED tokens: llama.cpp computes a lone
+        token's logits on another path than a batch's, and greedy answers would drift from a fresh process's
+        (docs/performance.md). With `cache_prompt` false it gets nothing.
         """
-        common = self.cached_prefix_length(tokens)
-        if common < len(tokens):
-            return common
-        exact_live = self.llama.n_tokens == len(tokens) and not self.llama._requires_eval
-        return len(tokens) if exact_live else common - 1
+        if not self._spec.settings.cache_prompt:
+            self.llama.reset()  # type: ignore[no-untyped-call]
+            return 0
+        keep = min(self.cached_prefix_length(tokens), max(0, len(tokens) - MIN_EVALUATED))
+        self.llama.n_tokens = keep  # generate() drops the KV cells from here on
+        return keep
 
     def stream(self, prompt: Prompt, max_tokens: int, sampling: Sampling, should_stop: StopCheck) -> EventStream:
         # max_tokens is the caller's to enforce: it closes this generator, so no token is sampled past it.
@@ -162,13 +165,7 @@ class LlamaModel:
         llama = self.llama
         if sampling.temperature > 0:
             llama.set_seed(sampling.seed)
-        if not self._spec.settings.cache_prompt:
-            llama.reset()  # type: ignore[no-untyped-call]  # generate() then evaluates the whole prompt
-        elif len(tokens) - self.cached_prefix_length(tokens) < MIN_EVALUATED:
-            # llama.cpp computes a lone token's logits on another path than a batch's, and greedy answers
-            # drift: evaluate the prompt's last tokens as a batch, as a fresh process does (docs/performance.md).
-            llama.n_tokens = min(llama.n_tokens, max(0, len(tokens) - MIN_EVALUATED))
-        cached = self._reused_prefix(tokens)
+        cached = self._reuse_cache(tokens)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._dry.settings = sampling.dry
         sampled = llama.generate(tokens, temp=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
