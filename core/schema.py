@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors: a misspelt field must never be ignored silently."""
+    """Unknown keys are errors: a misspelt field must never be ignored silently. Types are strict: "4096" is not
+    an integer and true is not a number, as in the JSON the user wrote."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def format_validation_error(
@@ -31,6 +33,14 @@ def format_validation_error(
         if err["type"] == "extra_forbidden":
             message = f"unknown key (check the spelling; see {docs} for the fields)"
         elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict | list):
-            message += f" (got {err['input']!r})"
+            message += f" (got {_as_json(err['input'])})"
         lines.append(f"  {where}{field}: {message}")
     return "\n".join(lines)
+
+
+def _as_json(value: object) -> str:
+    """The value as the user wrote it in JSON (true, "4096"), not as Python shows it (True, '4096')."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)

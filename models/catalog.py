@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ggroute.core.errors import ConfigError, UsageError
+from ggroute.core.errors import ConfigError, ModelFileError, UsageError
 from ggroute.models.config import LoadedConfig, ModelConfig
 from ggroute.models.convert import convert_weights, cut_layers
 from ggroute.models.gguf_info import GGUFInfo, read_gguf_info
@@ -139,8 +139,12 @@ class ModelCatalog:
         if settings.is_remote:
             raise UsageError(f"model '{name}' is remote (backend {settings.backend} at {settings.base_url}): it has "
                              "no GGUF file or memory plan; this needs a local model")
-        path = self.path_of(name)
-        info = self._info(path)
+        try:
+            path = self.path_of(name)
+            info = self._info(path)
+        except ModelFileError as exc:  # say which model of which config names the file; keep the error's class
+            exc.args = (f"{self.loaded.source}: models.{name}: {exc}",)
+            raise
         problem = key_type_problem(info, settings.cache_type_k)
         if problem is not None:
             raise ConfigError(f"{self.loaded.source}: models.{name}.cache_type_k: {problem}")

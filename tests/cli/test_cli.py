@@ -250,11 +250,16 @@ def test_missing_model_file(write_config, tmp_path: Path) -> None:
     result = invoke("models", "-c", str(path), "--json")
     assert_exit(result, 1)
     row = json.loads(result.stdout)["models"][0]
-    assert row["error"] == f"model file not found: {tmp_path / 'weights' / 'missing.gguf'}"
+    assert row["error"] == f"{path}: models.coder: model file not found: {tmp_path / 'weights' / 'missing.gguf'}"
     assert row["file"] is None
     table = invoke("models", "-c", str(path))
     assert_exit(table, 1)
     assert "not found" in table.stdout
+    # The config file and the model that names the file, wherever the file is first needed.
+    for args in (("config", "check"), ("generate", "-m", "coder", "hi")):
+        result = invoke(*args, "-c", str(path))
+        assert_exit(result, 1)
+        assert f"{path}: models.coder: model file not found" in " ".join(result.stderr.split())
 
 
 def test_non_gguf_model_file(write_config, tmp_path: Path) -> None:

@@ -231,6 +231,14 @@ def test_max_tokens_zero_rejected(write_config) -> None:
     assert "(got 0)" in message
 
 
+@pytest.mark.parametrize(("value", "shown"), [("4096", '"4096"'), (True, "true"), (4096.0, "4096.0")])
+def test_integers_are_json_integers(write_config, value: object, shown: str) -> None:
+    # pydantic's lax mode would take "4096" and true as integers; the JSON the user wrote is what is checked.
+    message = _error(write_config, {"models": {"coder": {"context_size": value}}})
+    assert "models.coder.context_size: Input should be a valid integer" in message
+    assert f"(got {shown})" in message
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("context_size", 32), ("temperature", 3.0), ("timeout_s", 0), ("stop", [""]), ("weights_type", "q4_1"),
