@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 
-from ggroute.core.errors import ConfigError, UpstreamError
+from ggroute.core.errors import UpstreamError
 from ggroute.core.tasks import validate_task
 from ggroute.models.backend import Loader, TaskInput
 from ggroute.models.catalog import ModelCatalog
@@ -21,7 +21,7 @@ from ggroute.models.config import LoadedConfig
 from ggroute.models.generate import Generation, RequestOptions, validate_input
 from ggroute.models.metrics import Fallback
 from ggroute.models.pool import ModelPool
-from ggroute.router.request_log import RequestLog
+from ggroute.router.request_log import RequestLog, check_log_file
 from ggroute.router.routing import RouteOutcome, Router
 
 log = logging.getLogger("ggroute.pipeline")
@@ -49,10 +49,7 @@ class Pipeline:
         """ConfigError naming log_file and why it cannot be written; checked once (a later failure is a warning)."""
         if self._log_checked:
             return
-        problem = self.log.problem()
-        if problem is not None:
-            raise ConfigError(f"log_file {self.log.path} cannot be written: {problem}; set log_file in "
-                              f"{self.loaded.source} to a file in a writable folder")
+        check_log_file(self.log.path, self.loaded.source)
         self._log_checked = True
 
     def route(self, task: str, forced_route: str | None = None) -> RouteOutcome:

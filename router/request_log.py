@@ -1,7 +1,7 @@
 """The request log: one JSON object per request, appended to a JSON-lines file.
 
 Two kinds of failure, two answers. A `log_file` that cannot work (its folder is a regular file, it is a folder,
-no permission to write it or to create it) is found by `problem()` without writing anything, so a face can
+no permission to write it or to create it) is found by `problem()` without leaving anything behind, so a face can
 refuse it before any model loads. A write that fails later (disk full, the folder removed meanwhile) never
 hides the result it records: `write` logs a warning (stderr in the CLI) and returns False.
 """
@@ -12,11 +12,22 @@ import errno
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+from ggroute.core.errors import ConfigError
+
 log = logging.getLogger("ggroute.request_log")
+
+
+def check_log_file(path: Path, config_source: Path) -> None:
+    """ConfigError naming log_file, why it cannot be written and where to change it; nothing when it can be."""
+    problem = RequestLog(path).problem()
+    if problem is not None:
+        raise ConfigError(f"log_file {path} cannot be written: {problem}; set log_file in {config_source} to a "
+                          "file in a writable folder")
 
 
 class RequestLog:
@@ -69,6 +80,11 @@ def _problem(path: Path) -> str | None:
         return f"{folder} is not a directory"
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"no permission to create files in {folder}"
+    try:  # os.access says yes to root everywhere, also on /proc and /sys: try an unnamed file, which leaves nothing
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot create files in {folder}: {_reason(exc)}"
     return None
 
 

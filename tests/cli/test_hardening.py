@@ -306,10 +306,26 @@ def _unusable_log(tmp_path: Path, kind: str) -> tuple[str, str]:
     if kind == "is a directory":
         (tmp_path / "logs").mkdir()
         return str(tmp_path / "logs"), "it is a directory"
+    if kind == "under /proc":  # as root, os.access allows it; only creating a file says no
+        return "/proc/ggroute-nope/requests.jsonl", "cannot create files in /proc: No such file or directory"
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["parent is a file", "ancestor is a file", "is a directory"])
+UNUSABLE_LOGS = ["parent is a file", "ancestor is a file", "is a directory",
+                 *(["under /proc"] if Path("/proc/self").is_dir() else [])]
+
+
+@pytest.mark.parametrize("kind", UNUSABLE_LOGS)
+def test_config_check_refuses_an_unusable_log_file(start, tmp_path: Path, kind: str) -> None:
+    log_file, reason = _unusable_log(tmp_path, kind)
+    config = config_with_log(tmp_path, log_file)
+    run = run_to_end(start, "config", "check", "-c", str(config))
+    assert_no_traceback(run)
+    assert run.proc.returncode == EXIT_USAGE, run.err
+    assert f"error: log_file {log_file} cannot be written: {reason}" in " ".join(run.err.split())
+
+
+@pytest.mark.parametrize("kind", UNUSABLE_LOGS)
 def test_unusable_log_file_exits_2_before_any_model_loads(start, tmp_path: Path, kind: str) -> None:
     log_file, reason = _unusable_log(tmp_path, kind)
     config = config_with_log(tmp_path, log_file)

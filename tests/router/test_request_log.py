@@ -25,6 +25,14 @@ def test_a_usable_log_file_has_no_problem(tmp_path: Path) -> None:
     existing.write_text("")
     assert RequestLog(existing).problem() is None
     assert not (tmp_path / "new").exists()  # looking creates nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.jsonl"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_that_takes_no_files_is_found_also_as_root() -> None:
+    # os.access grants root write access to /proc; creating a file there fails all the same.
+    assert RequestLog(Path("/proc/ggroute-nope/requests.jsonl")).problem() == (
+        "cannot create files in /proc: No such file or directory")
 
 
 def test_unusable_log_files_say_why(tmp_path: Path) -> None:
