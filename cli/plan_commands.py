@@ -31,8 +31,8 @@ def models_plan(loaded: LoadedConfig, as_json: bool) -> None:
             out.print(f"{escape(m.name)}: {escape(Path(str(m.info.path)).name)}{missing}", soft_wrap=True)
         for line in _verdict(loaded, report):
             out.print(line)
-    for name, problem in report.errors.items():
-        err.print(f"[red]error:[/] model '{escape(name)}': {escape(problem)}", soft_wrap=True)
+    for problem in report.errors.values():
+        err.print(f"[red]error:[/] {escape(problem)}", soft_wrap=True)  # the message names the model
     if report.errors or report.over_budget_alone:
         raise typer.Exit(EXIT_RUNTIME)
 
@@ -82,9 +82,11 @@ def _verdict(loaded: LoadedConfig, report: PlanReport) -> list[str]:
     budget = loaded.config.memory_budget_mb
     shared = [m.name for m in report.models if m.plan.shares_weights_with]
     note = f" ({', '.join(shared)} share weights with another model: counted once)" if shared else ""
+    partial = (f"; [yellow]this counts only the models planned: {escape(', '.join(report.errors))} could not be "
+               "(see below)[/]" if report.errors else "")
     lines = [f"all at once: {render.mb(report.total_bytes)} of memory_budget_mb {budget} "
              + ("[green]fits[/]" if report.fits_budget else "[yellow]does not fit at once: the pool loads them in "
-                "turn, evicting the least recently used[/]") + note]
+                "turn, evicting the least recently used[/]") + note + partial]
     for name in report.over_budget_alone:
         lines.append(f"[red]{escape(name)} alone is over memory_budget_mb[/]: lower its context_size, use a smaller "
                      "quantization, or raise the budget")

@@ -10,7 +10,8 @@
     +-- ModelFileError           model file missing, not GGUF, truncated, header keys missing, conversion failed
     |   +-- ModelNotDownloadedError  an `hf:` model is not in the Hugging Face cache: run `ggroute pull`
     +-- HubError                 the Hugging Face Hub could not supply a model: unknown repo/file/revision, gated,
-    |                            offline, unreachable, disk full, checksum mismatch
+    |   |                        offline, disk full, checksum mismatch
+    |   +-- HubUnreachableError  no connection to the Hub at all (DNS, refused, timed out)
     +-- OverBudgetError          a model alone does not fit memory_budget_mb
     +-- PoolBusyError            the budget is held by models serving requests right now
     +-- ModelLoadError           llama.cpp refused to load a file that looked valid
@@ -71,6 +72,10 @@ class ModelNotDownloadedError(ModelFileError):
 
 class HubError(GgrouteError):
     """Downloading a model from the Hugging Face Hub failed; the message says why and what to do."""
+
+
+class HubUnreachableError(HubError):
+    """The Hub could not be reached at all: asking it about another model would only wait as long again."""
 
 
 class OverBudgetError(GgrouteError):

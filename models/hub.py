@@ -94,7 +94,7 @@ def local_model_file(ref: HubRef) -> Path:
     if missing:
         raise ModelNotDownloadedError(
             f"model file {ref.text} is not downloaded ({', '.join(missing)} not in the Hugging Face cache "
-            f"{cache_root()}): run `{pull_command(ref)}`, or pass --pull",
+            f"{cache_root()}): run `{pull_command(ref)}` (or pass --pull to run, generate or serve)",
             command=pull_command(ref),
         )
     first = paths[0]
@@ -142,7 +142,7 @@ def _cached_quant_file(ref: HubRef) -> str:
     except LocalEntryNotFoundError:
         raise ModelNotDownloadedError(
             f"model {ref.text} is not downloaded (no snapshot of {ref.repo_id} in the Hugging Face cache "
-            f"{cache_root()}): run `{pull_command(ref)}`, or pass --pull",
+            f"{cache_root()}): run `{pull_command(ref)}` (or pass --pull to run, generate or serve)",
             command=pull_command(ref),
         ) from None
     files = [p.relative_to(folder).as_posix() for p in folder.rglob("*.gguf")]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ggroute.core.errors import HubError, ModelFileError
+from ggroute.core.errors import HubError, HubUnreachableError, ModelFileError
 from ggroute.models.hub_ref import HubRef
 
 
@@ -24,20 +24,21 @@ def cache_root() -> Path:
 
 
 @contextmanager
-def hub_errors(ref: HubRef) -> Iterator[None]:
-    """huggingface_hub's and the network's exceptions as HubError, each saying what to do."""
+def hub_errors(ref: HubRef, *, downloading: bool = True) -> Iterator[None]:
+    """huggingface_hub's and the network's exceptions as HubError, each saying what to do; `downloading` False
+    when only a header is read (nothing to resume)."""
     try:
         yield
     except (HubError, ModelFileError):
         raise
     except Exception as exc:  # every failure below is translated or re-raised, never dropped
-        translated = _translate(exc, ref)
+        translated = _translate(exc, ref, downloading)
         if translated is None:
             raise
         raise translated from None
 
 
-def _translate(exc: Exception, ref: HubRef) -> HubError | None:
+def _translate(exc: Exception, ref: HubRef, downloading: bool) -> HubError | None:
     import httpx2
     from huggingface_hub import constants
     from huggingface_hub.errors import (
@@ -67,11 +68,15 @@ def _translate(exc: Exception, ref: HubRef) -> HubError | None:
     elif isinstance(exc, OfflineModeIsEnabled):
         message = f"{ref.text}: offline mode is on (HF_HUB_OFFLINE): unset it, then run `{pull_command(ref)}`"
     elif isinstance(exc, httpx2.TransportError):
-        message = (f"cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc}): check the network "
-                   "(or HF_ENDPOINT); what was downloaded so far is kept, run the pull again to resume")
+        then = ("what was downloaded so far is kept, run the pull again to resume" if downloading else
+                "or set HF_HUB_OFFLINE=1 to skip models that are not downloaded")
+        return HubUnreachableError(f"cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc}): "
+                                   f"check the network (or HF_ENDPOINT); {then}")
     elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         message = (f"the disk is full while downloading {ref.text} into {cache_root()}: the partial file is kept; "
                    "free some space (or point HF_HUB_CACHE at a larger disk) and run the pull again to resume")
+    elif isinstance(exc, OSError) and not downloading:
+        message = f"reading the header of {ref.text} failed: {exc}"
     elif isinstance(exc, OSError):
         message = f"downloading {ref.text} failed: {exc}; run the pull again to resume"
     elif isinstance(exc, ValueError):  # huggingface_hub's refusals (an invalid repo id, a file too large for HTTP)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ggroute.core.errors import HubError
 from ggroute.models.gguf_info import GGUFInfo, parse_gguf_header
-from ggroute.models.hub import remote_quant_file
+from ggroute.models.hub import log_once, remote_quant_file
 from ggroute.models.hub_errors import hub_errors
 from ggroute.models.hub_ref import HubRef, split_parts
 
@@ -20,7 +20,8 @@ _BLOCK = 1 << 20  # bytes per ranged read; a header is read in a few of them
 def remote_gguf_info(ref: HubRef) -> GGUFInfo:
     """The header facts of the model's file on the Hub (every part of a split model); HubError or
     ModelFileError when it cannot be read or is not GGUF."""
-    with hub_errors(ref):
+    log_once()
+    with hub_errors(ref, downloading=False):
         filename = ref.filename if ref.filename is not None else remote_quant_file(ref)
         infos = [_read_part(ref, part) for part in split_parts(filename)]
     first = infos[0]

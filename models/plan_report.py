@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ggroute.core.errors import GgrouteError, ModelNotDownloadedError
+from ggroute.core.errors import GgrouteError, HubUnreachableError, ModelNotDownloadedError
 from ggroute.models.catalog import ModelCatalog
 from ggroute.models.config import ModelConfig
 from ggroute.models.gguf_info import GGUFInfo
@@ -78,7 +78,11 @@ def _header(catalog: ModelCatalog, name: str, remote_headers: bool) -> tuple[str
             raise
         from ggroute.models.hub_header import remote_gguf_info
 
-        return "hub", remote_gguf_info(parse_hub_ref(catalog.loaded.model_path_ref(name)))
+        try:
+            return "hub", remote_gguf_info(parse_hub_ref(catalog.loaded.model_path_ref(name)))
+        except GgrouteError as exc:  # name the model, as catalog.spec does; keep the error's class
+            exc.args = (f"{catalog.loaded.source}: models.{name}: {exc}",)
+            raise
 
 
 def plan_report(catalog: ModelCatalog, *, remote_headers: bool = True,
@@ -86,10 +90,19 @@ def plan_report(catalog: ModelCatalog, *, remote_headers: bool = True,
     planned: list[PlannedModel] = []
     errors: dict[str, str] = {}
     first_user: dict[str, str] = {}
+    unreachable_for: str | None = None  # the model for which the Hub could not be reached: not asked again
     for name in catalog.local_names:
         settings = catalog.loaded.model(name)
         try:
-            source, info = _header(catalog, name, remote_headers)
+            source, info = _header(catalog, name, remote_headers and unreachable_for is None)
+        except HubUnreachableError as exc:
+            unreachable_for, errors[name] = name, str(exc)
+            continue
+        except ModelNotDownloadedError as exc:
+            skipped = "" if unreachable_for is None else \
+                f"; its header was not read because the Hub could not be reached for '{unreachable_for}'"
+            errors[name] = f"{exc}{skipped}"
+            continue
         except GgrouteError as exc:
             errors[name] = str(exc)
             continue

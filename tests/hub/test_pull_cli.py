@@ -96,7 +96,8 @@ def test_pull_of_a_gated_repository_says_what_to_do(hub_env: HubEnv, hub_config:
 def test_a_missing_model_is_an_error_naming_the_pull_command(hub_env: HubEnv, hub_config: Path) -> None:
     result = invoke("generate", "hi", "-m", "coder", "-c", str(hub_config))
     assert_exit(result, 1)
-    assert f"run `ggroute pull {SMOL_REF}`, or pass --pull" in result.stderr
+    stderr = " ".join(result.stderr.split())
+    assert f"run `ggroute pull {SMOL_REF}` (or pass --pull to run, generate or serve)" in stderr
     assert hub_env.stub.requests == []  # nothing downloads without --pull
 
 
@@ -149,7 +150,32 @@ def test_models_plan_offline_and_not_downloaded(hub_env: HubEnv, hub_config: Pat
     hub_env.offline(monkeypatch)
     result = invoke("models", "--plan", "-c", str(hub_config))
     assert_exit(result, 1)
-    assert "model 'coder'" in result.stderr and "ggroute pull" in result.stderr
+    stderr = " ".join(result.stderr.split())
+    assert f"{hub_config}: models.coder: model file" in stderr and "run `ggroute pull" in stderr
+    assert "counts only the models planned: coder could not be" in " ".join(result.stdout.split())
+
+
+def test_models_plan_asks_an_unreachable_hub_once(hub_env: HubEnv, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each request to an unreachable Hub waits through huggingface_hub's retries (25 s here): one is enough.
+    from ggroute.core.errors import HubUnreachableError
+    from ggroute.models import hub_header
+
+    asked: list[str] = []
+
+    def unreachable(ref: object) -> None:
+        asked.append(str(ref))
+        raise HubUnreachableError("cannot reach the Hub at http://127.0.0.1:9 (ConnectError: refused)")
+
+    monkeypatch.setattr(hub_header, "remote_gguf_info", unreachable)
+    config = write_config(tmp_path, {"coder": {"path": SMOL_REF}, "algorithm": {"path": "hf:someone/Other-GGUF:Q4_1"}})
+    result = invoke("models", "--plan", "-c", str(config))
+    assert_exit(result, 1)
+    assert len(asked) == 1
+    stderr = " ".join(result.stderr.split())
+    assert f"{config}: models.coder: cannot reach the Hub" in stderr
+    assert f"{config}: models.algorithm: model" in stderr
+    assert "its header was not read because the Hub could not be reached for 'coder'" in stderr
 
 
 def test_ctrl_c_during_pull_exits_130_and_the_next_pull_resumes(hub_env: HubEnv, hub_config: Path) -> None:
@@ -191,6 +217,8 @@ def test_ctrl_c_during_pull_exits_130_and_the_next_pull_resumes(hub_env: HubEnv,
 )
 def test_models_plan_of_a_remote_header_that_cannot_be_read(hub_env: HubEnv, tmp_path: Path, path: str,
                                                              message: str) -> None:
-    result = invoke("models", "--plan", "-c", str(write_config(tmp_path, {"coder": {"path": path}})))
+    config = write_config(tmp_path, {"coder": {"path": path}})
+    result = invoke("models", "--plan", "-c", str(config))
     assert_exit(result, 1)
-    assert "model 'coder'" in result.stderr and message in result.stderr
+    stderr = " ".join(result.stderr.split())
+    assert f"{config}: models.coder: " in stderr and message in stderr
