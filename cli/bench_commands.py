@@ -13,7 +13,17 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from ggroute.cli.common import ConfigOption, JsonOption, check_output_file, emit_json, err, fail, guarded, out
+from ggroute.cli.common import (
+    ConfigOption,
+    JsonOption,
+    check_output_file,
+    emit_json,
+    err,
+    fail,
+    flag_option,
+    guarded,
+    out,
+)
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED
 from ggroute.cli.payloads import AppliedPayload, BenchPayload, BenchRow, TimeoutAdvicePayload, VsRawPayload
 from ggroute.core.errors import GgrouteError, UnknownModelError, UsageError
@@ -49,8 +59,8 @@ def bench(
         "--cache-type-k", help="Sweep cache_type_k, e.g. f16,q8_0.")] = None,
     as_json: JsonOption = False,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the results as CSV.")] = None,
-    apply: Annotated[bool, typer.Option("--apply", help="Write the fastest swept values into config.json.")] = False,
-    vs_raw: Annotated[bool, typer.Option("--vs-raw", help="Compare ggroute with llama-cpp-python direct.")] = False,
+    apply: Annotated[bool, flag_option("--apply", help="Write the fastest swept values into config.json.")] = False,
+    vs_raw: Annotated[bool, flag_option("--vs-raw", help="Compare ggroute with llama-cpp-python direct.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Draw tokens/s per configuration (PNG).")] = None,
     config: ConfigOption = None,
 ) -> None:

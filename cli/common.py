@@ -29,24 +29,31 @@ from ggroute.models.metrics import GenerationResult
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
+def flag_option(*names: str, help: str) -> typer.models.OptionInfo:
+    """A boolean option that takes no value. metavar="": typer 0.29 shows `<bool>` beside every flag, which reads as
+    if `--json true` were the way to write it."""
+    option: typer.models.OptionInfo = typer.Option(*names, help=help, metavar="")
+    return option
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="config.json to use (else $GGROUTE_CONFIG, ./config.json, the default)."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+JsonOption = Annotated[bool, flag_option("--json", help="Print one JSON object instead of text.")]
 MaxTokensOption = Annotated[int | None, typer.Option(min=1, help="Override the model's max_tokens.")]
 TimeoutOption = Annotated[float | None, typer.Option(min=0.01, help="Override the model's timeout_s.")]
 TemperatureOption = Annotated[
     float | None, typer.Option(min=0.0, max=2.0, help="Override the model's temperature (0 is greedy).")
 ]
 SeedOption = Annotated[int | None, typer.Option(min=0, help="Override the model's sampling seed.")]
-CodeOption = Annotated[bool, typer.Option(
+CodeOption = Annotated[bool, flag_option(
     "--code", help="Print only the code of the answer (its first fenced block); generation stops once a Python "
                    "block has closed. With --json add code fields.")]
-NoLoopGuardOption = Annotated[bool, typer.Option(
+NoLoopGuardOption = Annotated[bool, flag_option(
     "--no-loop-guard", help="Do not stop repetition for this request (when the guard cut an answer that was not "
                             "a loop, e.g. a long table of numbered lines).")]
-VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show prompt, limits, timings.")]
+VerboseOption = Annotated[bool, flag_option("--verbose", "-v", help="Show prompt, limits, timings.")]
 T = TypeVar("T")
 
 

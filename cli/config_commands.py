@@ -12,14 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from ggroute.cli import render
-from ggroute.cli.common import ConfigOption, JsonOption, emit_json, err, guarded, out
+from ggroute.cli.common import ConfigOption, JsonOption, emit_json, err, flag_option, guarded, out
 from ggroute.cli.exit_codes import EXIT_RUNTIME
 from ggroute.cli.payloads import ConfigCheckPayload, ModelRow, ModelsPayload, PlanRow, RemoteModelRow
 from ggroute.core.errors import GgrouteError
 from ggroute.models.config import LoadedConfig, config_warnings, load_config
 from ggroute.models.memory import ModelPlan
 
-ProbeOption = Annotated[bool, typer.Option(
+ProbeOption = Annotated[bool, flag_option(
     "--probe", help="Ask each remote model's server for its model list: reachable, latency, whether it lists the "
                     "model. Exit 1 when one cannot be reached.")]
 
@@ -71,7 +71,7 @@ def _unreachable(rows: list[ModelRow] | list[RemoteModelRow]) -> list[str]:
     return [r["name"] for r in rows if r.get("reachable") is False]
 
 
-PlanOption = Annotated[bool, typer.Option(
+PlanOption = Annotated[bool, flag_option(
     "--plan", help="The memory each local model needs at its context_size and at other sizes (from GGUF headers; "
                    "an hf: model not downloaded yet is read remotely), and whether they fit memory_budget_mb and "
                    "this machine's RAM.")]

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 
 from ggroute.cli import render
-from ggroute.cli.common import ConfigOption, JsonOption, emit_json, err, fail, guarded, out
+from ggroute.cli.common import ConfigOption, JsonOption, emit_json, err, fail, flag_option, guarded, out
 from ggroute.cli.config_commands import plan_row
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED
 from ggroute.cli.payloads import PulledModelRow, PullPayload
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ggroute.models.catalog import BudgetPlan
     from ggroute.models.hub import PullResult
 
-PullOption = Annotated[bool, typer.Option(
+PullOption = Annotated[bool, flag_option(
     "--pull", help="Download an hf: model that is not in the Hugging Face cache yet (config: auto_pull).")]
 
 

@@ -25,6 +25,7 @@ from ggroute.cli.common import (
     emit_json,
     err,
     exit_for,
+    flag_option,
     generation_payload,
     guarded,
     out,
@@ -135,8 +136,8 @@ def eval_routing(
         help="JSONL files of {\"task\": ..., \"route\": ...[, \"source\": ...]} lines, or folders of them.")],
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    fit: Annotated[bool, typer.Option("--fit", help="Also fit router.calibration on these tasks, print it.")] = False,
-    by_source: Annotated[bool, typer.Option(
+    fit: Annotated[bool, flag_option("--fit", help="Also fit router.calibration on these tasks, print it.")] = False,
+    by_source: Annotated[bool, flag_option(
         "--by-source", help="Accuracy per source style (a line's `source`, else its file's name).")] = False,
 ) -> None:
     """Accuracy, per-route precision and recall, confusion matrix, fallbacks and latency on labeled tasks."""

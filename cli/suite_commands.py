@@ -35,6 +35,7 @@ from ggroute.cli.common import (
     emit_json,
     err,
     fail,
+    flag_option,
     guarded,
     out,
 )
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 _DETAIL_CHARS = 300
 HUMANEVAL_MAX_TOKENS = 512  # the usual budget for HumanEval completions; --max-tokens changes it
 
-UnsafeNoSandboxOption = Annotated[bool, typer.Option(
+UnsafeNoSandboxOption = Annotated[bool, flag_option(
     "--unsafe-no-sandbox",
     help="Run generated code WITHOUT the bwrap sandbox (rlimits and a timeout only): it can read and write your "
          "files and use the network. Only when bwrap cannot be installed; a warning is printed on every run.")]

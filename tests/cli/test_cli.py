@@ -353,3 +353,12 @@ def test_ctrl_c_stops_generation(write_config, tmp_path: Path) -> None:
     record = json.loads((tmp_path / "requests.jsonl").read_text(encoding="utf-8").splitlines()[-1])
     assert record["finish_reason"] == "cancelled"
     assert 0 < record["usage"]["completion_tokens"] < 2000
+
+
+@pytest.mark.parametrize("command", [("generate",), ("run",), ("bench",), ("eval", "routing"), ("config", "check")])
+def test_help_shows_flags_without_a_value(command: tuple[str, ...]) -> None:
+    # typer 0.29 writes `<bool>` beside every flag, as if `--json true` were how to write it (it is an error).
+    result = invoke(*command, "--help")
+    assert_exit(result, 0)
+    flags = [line for line in result.stdout.splitlines() if "--json" in line]
+    assert flags and all("<bool>" not in line for line in flags), flags
