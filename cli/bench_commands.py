@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, cast
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
@@ -202,22 +203,30 @@ def _stale_head_warning(source: Path, updates: dict[str, dict[str, object]], bac
 
 
 def render_table(results: list[BenchResult], best: dict[str, BenchResult], metrics: dict[str, str]) -> Table:
-    table = Table(title="ggroute bench (medians; fastest first: decode tokens/s, or prefill for a router that "
-                  "only routes)")
-    for col in ("model", "settings", "load s", "prefill tok/s", "decode tok/s", "TTFT s", "peak RSS MB",
-                "estimate MB", ""):
-        table.add_column(col, justify="left" if col in ("model", "settings", "") else "right")
+    """Readable at 80 columns: short headers that wrap, settings folded rather than cut, the fastest marked by a *
+    beside the model, a skipped row's reason below the table (skipped_lines)."""
+    table = Table(title="ggroute bench (medians, fastest first)", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True,
+                  caption="* fastest within memory_budget_mb (decode tok/s; prefill for a router)")
+    table.add_column("model", no_wrap=True)
+    table.add_column("settings", overflow="fold", min_width=14)  # weights=iq4_nl
+    for col in ("load\ns", "prefill\ntok/s", "decode\ntok/s", "TTFT\ns", "peak\nRSS MB", "est.\nMB"):
+        table.add_column(col, justify="right", overflow="fold")
     ordered = sorted(results, key=lambda r: (r.model, r.skipped is not None, -(speed(r, metrics) or 0)))
     for r in ordered:
-        mark = "[green]fastest within budget[/]" if best.get(r.model) is r else ""
+        model = f"{escape(r.model)} *" if best.get(r.model) is r else escape(r.model)
         if r.skipped:
-            skipped = f"[yellow]skipped: {escape(r.skipped)}[/]"
-            table.add_row(r.model, r.settings.label(), "", "", "", "", "", "", skipped)
+            table.add_row(model, escape(r.settings.label()), *["[yellow]skipped[/]"] + [""] * 5)
             continue
-        table.add_row(r.model, r.settings.label(), f"{r.load_s:.2f}", f"{r.prefill_tokens_per_s:.1f}",
+        table.add_row(model, escape(r.settings.label()), f"{r.load_s:.2f}", f"{r.prefill_tokens_per_s:.1f}",
                       f"{r.decode_tokens_per_s:.1f}", f"{r.time_to_first_token_s:.3f}", f"{r.peak_rss_mb:.0f}",
-                      f"{r.estimate_mb:.0f}", mark)
+                      f"{r.estimate_mb:.0f}")
     return table
+
+
+def skipped_lines(results: list[BenchResult]) -> list[str]:
+    return [f"[yellow]skipped[/] {escape(r.model)} {escape(r.settings.label())}: {escape(r.skipped)}"
+            for r in results if r.skipped]
 
 
 def _write_file(flag: str, path: Path, write: Callable[[], None]) -> None:
@@ -257,6 +266,8 @@ def _advice_line(item: TimeoutAdvice) -> str:
 def _print_report(results: list[BenchResult], best: dict[str, BenchResult], metrics: dict[str, str],
                   advice: list[TimeoutAdvice], payload: BenchPayload) -> None:
     out.print(render_table(results, best, metrics))
+    for line in skipped_lines(results):
+        out.print(line, soft_wrap=True)
     for item in advice:
         line = _advice_line(item)
         out.print(f"[red]warning:[/] {escape(line)}: raise timeout_s" if item.too_short else escape(line))

@@ -203,3 +203,32 @@ def test_applying_router_weights_names_the_shipped_head_that_matches_or_says_ret
                     "--json", "-c", str(config))
     assert result.exit_code == 0, result.output
     assert "head_warning" not in json.loads(result.stdout)["applied"]
+
+
+def test_the_table_is_readable_at_80_columns() -> None:
+    # It used to cut the settings to "threa…" and the fastest mark to "fast…", so no row could be told apart.
+    from rich.console import Console
+
+    from ggroute.cli.bench_commands import render_table, skipped_lines
+    from ggroute.evals.bench import BenchResult, BenchSettings
+
+    fast = BenchResult("algorithm", BenchSettings(n_threads=2, weights_type="iq4_nl"), load_s=0.35,
+                       prefill_tokens_per_s=1164.9, decode_tokens_per_s=52.1, time_to_first_token_s=0.364,
+                       peak_rss_mb=1277, estimate_mb=1360)
+    slow = BenchResult("algorithm", BenchSettings(n_threads=1, context_size=4096), load_s=0.26,
+                       prefill_tokens_per_s=118.2, decode_tokens_per_s=42.2, time_to_first_token_s=0.508,
+                       peak_rss_mb=277, estimate_mb=360)
+    skipped = BenchResult("algorithm", BenchSettings(n_threads=1, context_size=64),
+                          skipped="prompt 60 + 8 generated tokens exceed context_size 64")
+    console = Console(width=80, record=True)
+    console.print(render_table([slow, skipped, fast], {"algorithm": fast}, {}))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    rows = [" ".join(line.split()) for line in text.splitlines() if line.strip().startswith("algorithm")]
+    assert rows == ["algorithm * threads=2 0.35 1164.9 52.1 0.364 1277 1360",  # weights=iq4_nl on the next line
+                    "algorithm threads=1 ctx=4096 0.26 118.2 42.2 0.508 277 360",
+                    "algorithm threads=1 ctx=64 skipped"]
+    assert "weights=iq4_nl" in text.split()
+    assert skipped_lines([fast, skipped]) == [
+        "[yellow]skipped[/] algorithm threads=1 ctx=64: prompt 60 + 8 generated tokens exceed context_size 64"]
