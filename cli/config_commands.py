@@ -61,14 +61,23 @@ def _remote_row(name: str, loaded: LoadedConfig, with_probe: bool) -> ModelRow:
 def _probe_text(row: ModelRow | RemoteModelRow) -> str:
     if "reachable" not in row:
         return ""
-    if not row["reachable"]:
-        return f"[red]unreachable[/]: {escape(row.get('probe_error') or '')}"
+    if not row["reachable"]:  # the error says which: unreachable, an HTTP error, or a key that was never sent
+        return f"[red]not usable[/]: {escape(row.get('probe_error') or '')}"
     listed = {True: "lists the model", False: "[yellow]does not list the model[/]", None: ""}[row.get("lists_model")]
     return f"[green]reachable[/] {row.get('latency_ms')} ms {listed}".rstrip()
 
 
 def _unreachable(rows: list[ModelRow] | list[RemoteModelRow]) -> list[str]:
     return [r["name"] for r in rows if r.get("reachable") is False]
+
+
+def _print_probe_failures(rows: list[ModelRow] | list[RemoteModelRow]) -> None:
+    """One line per remote model the probe found unusable, with its reason (also with --json, which has no probe
+    column to point at)."""
+    for r in rows:
+        if r.get("reachable") is False:
+            err.print(f"[red]error:[/] {escape(r['name'])}: {escape(r.get('probe_error') or 'the probe failed')}",
+                      soft_wrap=True)
 
 
 PlanOption = Annotated[bool, flag_option(
@@ -112,6 +121,7 @@ def models(config: ConfigOption = None, as_json: JsonOption = False, with_probe:
     for row in rows:
         if "warning" in row:
             err.print(f"[yellow]warning:[/] {escape(row['warning'])}")
+    _print_probe_failures(rows)
     if any("error" in r for r in rows) or _unreachable(rows):
         raise typer.Exit(EXIT_RUNTIME)
 
@@ -197,10 +207,8 @@ def config_check(config: ConfigOption = None, as_json: JsonOption = False, with_
     if too_big:
         err.print(f"[red]error:[/] {', '.join(too_big)} cannot load under memory_budget_mb "
                   f"({loaded.config.memory_budget_mb}): lower context_size or raise the budget")
-    unreachable = _unreachable(remote)
-    if unreachable:
-        err.print(f"[red]error:[/] {', '.join(unreachable)}: the server cannot be reached (see the probe column)")
-    if too_big or unreachable:
+    _print_probe_failures(remote)
+    if too_big or _unreachable(remote):
         raise typer.Exit(EXIT_RUNTIME)
 
 

@@ -85,6 +85,7 @@ def test_models_probe_reports_reachability_and_latency(stub: Stub, remote_config
     assert rows["other"]["reachable"] is True and rows["other"]["lists_model"] is False
     assert rows["gone"]["reachable"] is False and "is unreachable" in rows["gone"]["probe_error"]
     assert "reachable" not in rows["router"]
+    assert " ".join(result.stderr.split()).startswith("error: gone: model 'gone': http://127.0.0.1:9/v1 is unreachable")
 
 
 def test_config_check_shows_remote_models_apart_from_the_memory_plan(
@@ -100,6 +101,10 @@ def test_config_check_shows_remote_models_apart_from_the_memory_plan(
     assert any("$GGROUTE_TEST_NO_SUCH_KEY is not set" in w for w in payload["warnings"])
     text = invoke("config", "check", "--probe", "-c", str(path))
     assert text.exit_code == 1 and "Remote models" in text.stdout and "not set" in text.stdout
+    # Nothing was sent: the error is the key, not the server's reachability.
+    stderr = " ".join(text.stderr.split())
+    assert "error: main: " in stderr and "GGROUTE_TEST_NO_SUCH_KEY, which is not set" in stderr
+    assert "cannot be reached" not in stderr and "unreachable" not in " ".join(text.stdout.split())
 
 
 def test_models_lists_a_remote_model_without_its_key_with_a_warning(
