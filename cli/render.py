@@ -57,7 +57,8 @@ def verbose_report(console: Console, result: GenerationResult) -> None:
         f"[dim]limits:[/] max_tokens={limits.max_tokens} timeout_s={limits.timeout_s} "
         f"context_size={limits.context_size} stop={escape(repr(limits.stop))}"
     )
-    console.print(f"[dim]timings:[/] {result.timings.model_dump()}")
+    timings = " ".join(f"{k}={v}" for k, v in result.timings.model_dump().items())
+    console.print(f"[dim]timings:[/] {escape(timings)}", soft_wrap=True)
     console.print(f"[dim]output preview:[/] {escape(repr(result.text[:200]))}")
 
 

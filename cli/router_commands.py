@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast, get_args
 
 import typer
 from rich.markup import escape
@@ -21,8 +21,9 @@ def train(
     paths: Annotated[list[Path], typer.Argument(
         help="Labeled JSONL files ({\"task\", \"route\"[, \"source\"]} lines) or folders of them.")],
     output: Annotated[Path, typer.Option("--out", "-o", help="Head file to write.")] = Path("router-head.json"),
-    features: Annotated[FeatureOption, typer.Option(
-        help="Router hidden state the head reads: the last token's, the mean over the task's tokens, or both.")
+    features: Annotated[str, typer.Option(
+        help="Router hidden state the head reads: last (the last token's), mean (over the task's tokens) or "
+             "last+mean.")
     ] = "last+mean",
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -31,11 +32,13 @@ def train(
     from ggroute.evals.head_training import train_route_head
     from ggroute.router.pipeline import Pipeline
 
+    if features not in get_args(FeatureOption):  # checked here: typer 0.29 words a Literal's error as pydantic does
+        raise fail(UsageError(f"--features must be {', '.join(get_args(FeatureOption))} (got '{features}')"))
     loaded = guarded(lambda: load_config(config))
     if output.exists() and output.is_dir():
         raise fail(UsageError(f"--out {output} is a folder: give a file name such as router-head.json"))
     with Pipeline(loaded, check_log=False) as pipeline:  # routes only: nothing is logged
-        trained = guarded(lambda: train_route_head(pipeline.router, paths, features))
+        trained = guarded(lambda: train_route_head(pipeline.router, paths, cast(FeatureOption, features)))
     guarded(lambda: trained.head.save(output))
     payload: TrainHeadPayload = {
         "head": str(output), "features": features, "n": trained.n, "per_route": trained.per_route,

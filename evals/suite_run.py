@@ -143,11 +143,12 @@ def check_output(generated: GenerationResult, checks: Checks, seconds: float,
 
 
 def regex_check(pattern: str, text: str) -> CheckResult:
+    shown = f"'{pattern}'"  # as the regex reads, not repr's escaping: \b56\b, not \\b56\\b
     try:
         compiled = re.compile(pattern)
     except re.error as exc:
-        return CheckResult("regex", False, f"regex {pattern!r} does not compile: {exc}")
-    return CheckResult("regex", compiled.search(text) is not None, f"output must match regex {pattern!r}")
+        return CheckResult("regex", False, f"regex {shown} does not compile: {exc}")
+    return CheckResult("regex", compiled.search(text) is not None, f"output must match regex {shown}")
 
 
 def python_check(text: str, test: str, timeout_s: float, isolation: Isolation = Isolation.BWRAP,

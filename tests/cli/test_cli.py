@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -91,6 +92,15 @@ def test_generate_reads_task_from_stdin_and_streams(config_path: Path) -> None:
     assert result.stdout == COLORS_ANSWER + "\n"
     assert "finish=stop" in result.stderr
     assert "completion=11 tok" in result.stderr
+
+
+def test_verbose_shows_limits_and_timings_as_key_value_pairs(config_path: Path) -> None:
+    result = invoke("generate", "-m", "coder", COLORS, "-c", str(config_path), "-v")
+    assert_exit(result, 0)
+    stderr = " ".join(result.stderr.split())
+    assert "limits: max_tokens=" in stderr
+    assert re.search(r"timings: load_s=[0-9.]+ prefill_s=[0-9.]+ prefill_tokens_per_s=", stderr), stderr
+    assert "{" not in stderr  # not a Python dict
 
 
 @pytest.mark.slow

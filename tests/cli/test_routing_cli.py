@@ -171,6 +171,13 @@ def test_router_train_with_too_few_examples_says_how_many(config_path: Path, tmp
     assert not (tmp_path / "h.json").exists()
 
 
+def test_router_train_with_unknown_features_names_the_choices(config_path: Path, tmp_path: Path) -> None:
+    result = invoke("router", "train", str(tmp_path), "--features", "bogus", "--config", str(config_path))
+    assert result.exit_code == 2
+    assert "error: --features must be last, mean, last+mean (got 'bogus')" in result.stderr
+    assert "Value error" not in result.output
+
+
 @pytest.mark.slow
 def test_eval_routing_by_source_reports_each_style(config_path: Path, tmp_path: Path) -> None:
     labeled = _corpus_sample(tmp_path / "labeled.jsonl", per_route=3)

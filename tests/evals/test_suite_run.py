@@ -60,6 +60,7 @@ def test_regex_check() -> None:
     bad = regex_check("def add(", ADD_CODE)
     assert not bad.passed
     assert bad.detail.startswith("regex 'def add(' does not compile: missing ), unterminated subpattern")
+    assert regex_check(r"\b56\b", "5600").detail == r"output must match regex '\b56\b'"  # not repr's \\b
 
 
 def suite(*cases: dict, **top: object) -> Suite:
