@@ -79,6 +79,17 @@ def _bind_failure(host: str, port: int) -> str:
     return "the server could not bind it (its log line above says why)"
 
 
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Generator[None, None, None]:
+    logger = logging.getLogger(logger_name)
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was
+
+
 def serve(loaded: LoadedConfig, host: str, port: int, *, ready: Callable[[str], None] | None = None,
           log_level: str = "info") -> None:
     """Serve until a signal; `ready(url)` is called once the socket listens (port 0: a free port is chosen)."""
@@ -87,7 +98,8 @@ def serve(loaded: LoadedConfig, host: str, port: int, *, ready: Callable[[str], 
         config = uvicorn.Config(create_app(service), host=host, port=port, log_level=log_level,
                                 timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S) + 2, lifespan="off")
         try:
-            sock = config.bind_socket()
+            with _quiet("uvicorn.error"):  # its "ERROR: [Errno 98] ..." line: ggroute's own error says it all
+                sock = config.bind_socket()
         except (OSError, SystemExit) as exc:  # uvicorn logs the OSError, then exits with its startup-failure code
             reason = exc if isinstance(exc, OSError) else _bind_failure(host, port)
             raise UsageError(f"cannot listen on {host}:{port}: {reason}; pick another --host or --port") from None
