@@ -168,9 +168,7 @@ def report_result(payload: GenerationPayload, prompt_text: str, result: Generati
     """The end of `generate` and `run`: the --json object, or --code's code, then the footer on stderr."""
     from ggroute.cli import render  # the GGUF and memory modules: not needed for `ggroute --help`
 
-    if as_json:
-        if code:
-            add_code(payload, prompt_text, result)
+    if as_json:  # with --code, the payload has its code fields already (generation_payload)
         emit_json(payload)
         return
     if code:
@@ -180,6 +178,10 @@ def report_result(payload: GenerationPayload, prompt_text: str, result: Generati
         render.verbose_report(err, result)
 
 
-def generation_payload(result: GenerationResult) -> GenerationPayload:
-    """`generate --json` (and the first fields of `run --json`): the result without the prompt preview."""
-    return cast(GenerationPayload, result.model_dump(exclude={"prompt_preview"}))
+def generation_payload(result: GenerationResult, *, code_of_prompt: str | None = None) -> GenerationPayload:
+    """`generate --json` (and the first fields of `run --json`): the result without the prompt preview; with
+    `code_of_prompt` (--code: the prompt the answer continues) its code fields too, before any of run's."""
+    payload = cast(GenerationPayload, result.model_dump(exclude={"prompt_preview"}))
+    if code_of_prompt is not None:
+        add_code(payload, code_of_prompt, result)
+    return payload

@@ -61,7 +61,8 @@ def generate(
         with guarded(lambda: Pipeline(loaded)) as pipeline:
             result, prompt_text = guarded(
                 lambda: _stream(pipeline, model, text, options, cancel, stream=not (as_json or code)))
-        report_result(generation_payload(result), prompt_text, result, as_json=as_json, code=code, verbose=verbose)
+        payload = generation_payload(result, code_of_prompt=prompt_text if code else None)
+        report_result(payload, prompt_text, result, as_json=as_json, code=code, verbose=verbose)
     exit_for(result)
 
 

@@ -124,7 +124,8 @@ def run(
             return outcome, generation.result, generation.prompt.text
 
         outcome, result, prompt_text = guarded(_go)
-        payload: RunPayload = {**generation_payload(result), "route": outcome.route,
+        payload: RunPayload = {**generation_payload(result, code_of_prompt=prompt_text if code else None),
+                               "route": outcome.route,
                                "confidence": outcome.confidence, "reason": outcome.reason,
                                "route_latency_ms": outcome.latency_ms, "probabilities": outcome.probabilities}
         report_result(payload, prompt_text, result, as_json=as_json, code=code, verbose=verbose)

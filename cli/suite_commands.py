@@ -62,16 +62,16 @@ UnsafeNoSandboxOption = Annotated[bool, flag_option(
          "files and use the network. Only when bwrap cannot be installed; a warning is printed on every run.")]
 
 
-def _sandbox(unsafe_no_sandbox: bool, quiet: bool) -> Isolation:
-    """How generated code will run; refused now (exit 2, before any model loads) when bwrap is not usable."""
+def _sandbox(unsafe_no_sandbox: bool) -> Isolation:
+    """How generated code will run, said on stderr (also with --json); refused now (exit 2, before any model
+    loads) when bwrap is not usable."""
     from ggroute.evals.sandbox import UNSAFE_WARNING, Isolation, check_isolation, describe_isolation
 
     if unsafe_no_sandbox:
         err.print(f"[bold red]{escape(UNSAFE_WARNING)}[/]")
         return Isolation.NONE
     guarded(lambda: check_isolation(Isolation.BWRAP))
-    if not quiet:
-        err.print(f"[dim]sandbox: {escape(describe_isolation(Isolation.BWRAP))}[/]")
+    err.print(f"[dim]sandbox: {escape(describe_isolation(Isolation.BWRAP))}[/]", soft_wrap=True)
     return Isolation.BWRAP
 
 
@@ -119,7 +119,7 @@ def eval_suite(
     from ggroute.evals.sandbox import Isolation
 
     runs_code = any(case.checks.python is not None for _, suite in suites for case in suite.cases)
-    isolation = _sandbox(unsafe_no_sandbox, as_json) if runs_code else Isolation.BWRAP
+    isolation = _sandbox(unsafe_no_sandbox) if runs_code else Isolation.BWRAP
     from ggroute.evals.suite_run import build_report
     from ggroute.router.pipeline import Pipeline
 
@@ -215,7 +215,7 @@ def eval_humaneval(
     from ggroute.evals import humaneval as he
 
     problems = guarded(lambda: he.load_problems(limit))
-    isolation = _sandbox(unsafe_no_sandbox, as_json)
+    isolation = _sandbox(unsafe_no_sandbox)
     loaded = guarded(lambda: load_config(config))
     route_label, model_name = _humaneval_target(loaded, route_name, model)
     from ggroute.models.catalog import ModelCatalog

@@ -372,3 +372,4 @@ def test_help_shows_flags_without_a_value(command: tuple[str, ...]) -> None:
     assert_exit(result, 0)
     flags = [line for line in result.stdout.splitlines() if "--json" in line]
     assert flags and all("<bool>" not in line for line in flags), flags
+

@@ -202,3 +202,12 @@ def test_the_readme_example_ends_without_a_thousand_token_loop(config_path: Path
     assert payload["usage"]["completion_tokens"] < 200
     if payload["finish_reason"] == "repetition":
         assert payload["repetition"]["tokens_saved"] > 800
+
+
+def test_run_json_lists_generate_fields_then_the_routing_fields(config_path: Path) -> None:
+    result = invoke("run", "--route", "coder", "Write a function that adds two numbers", "--config", str(config_path),
+                    "--json", "--code")
+    assert result.exit_code == 0, result.output
+    keys = list(json.loads(result.stdout))
+    assert keys.index("code_parses") < keys.index("route")  # json-output.md: generate's fields (code ones too) first
+    assert keys[-5:] == ["route", "confidence", "reason", "route_latency_ms", "probabilities"]

@@ -70,6 +70,7 @@ def test_mixed_suite_exits_1_with_json_totals_and_report(tmp_path: Path, config:
     regex = [c for c in cases["bad-regex"]["checks"] if not c["passed"]]
     assert regex[0]["name"] == "regex" and "does not compile" in regex[0]["detail"]
     assert "FAIL mixed: berlin" in result.stderr  # the progress lines
+    assert result.stderr.startswith("sandbox: bwrap ")  # how generated code runs, also with --json (sandbox.md)
 
 
 @pytest.mark.slow
