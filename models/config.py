@@ -7,6 +7,7 @@ written (`config_warnings`) is a warning: `load_config` logs it (stderr in the C
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -42,6 +43,7 @@ LOCAL_ONLY_FIELDS = (
 )
 REMOTE_ONLY_FIELDS = ("base_url", "model", "api_key_env", "connect_timeout_s", "read_timeout_s")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # model and route names
 
 
 class LoopGuardConfig(StrictModel):
@@ -382,6 +384,16 @@ class AppConfig(StrictModel):
 
     @model_validator(mode="after")
     def _references_exist(self) -> AppConfig:
+        names = [("model", n) for n in self.models]
+        names += [("route", n) for n in (self.router.routes if self.router is not None else {})]
+        for kind, name in names:
+            if not NAME_PATTERN.fullmatch(name):
+                raise ValueError(f"{kind} name {json.dumps(name, ensure_ascii=False)} is not usable: names are "
+                                 "letters, digits and . _ : - (starting with a letter or digit), because the CLI, "
+                                 "the request log and the server's URLs and `model` field carry them")
+            if name == "auto":
+                raise ValueError(f"{kind} name 'auto' is taken: `ggroute serve` answers model 'auto' by routing; "
+                                 f"rename the {kind}")
         for name, model in self.models.items():
             if model.path is None and not model.is_remote and name not in DEFAULT_PATH_BY_ROLE:
                 raise ValueError(f"model '{name}' has no path (only router, coder and algorithm have defaults)")

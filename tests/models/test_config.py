@@ -231,6 +231,26 @@ def test_max_tokens_zero_rejected(write_config) -> None:
     assert "(got 0)" in message
 
 
+@pytest.mark.parametrize("name", ["", "a b", "a/b", "-x", "auto", "caf\u00e9"])
+def test_model_and_route_names_that_the_faces_cannot_carry_are_refused(write_config, name: str) -> None:
+    models = {name: {"path": SMOLLM2_PATH, "context_size": 1024}}
+    message = _error(write_config, {"models": models})
+    assert (f"model name {json.dumps(name, ensure_ascii=False)} is not usable" in message
+            or "model name 'auto' is taken" in message)
+    routed = {"models": {"coder": {"context_size": 1024}},
+              "router": {"model": "coder", "default_route": "other",
+                         "routes": {name: {"model": "coder", "description": "x"},
+                                    "other": {"model": "coder", "description": "y"}}}}
+    message = _error(write_config, routed)
+    assert f"route name {json.dumps(name, ensure_ascii=False)} is not usable" in message or "'auto' is taken" in message
+
+
+def test_usual_model_names_are_accepted(write_config) -> None:
+    names = ["coder", "qwen2.5-coder:7b", "Llama_3.1", "7b"]
+    loaded = load_config(write_config({"models": {n: {"path": SMOLLM2_PATH} for n in names}}))
+    assert list(loaded.config.models) == names
+
+
 @pytest.mark.parametrize(("value", "shown"), [("4096", '"4096"'), (True, "true"), (4096.0, "4096.0")])
 def test_integers_are_json_integers(write_config, value: object, shown: str) -> None:
     # pydantic's lax mode would take "4096" and true as integers; the JSON the user wrote is what is checked.
