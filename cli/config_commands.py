@@ -167,6 +167,9 @@ def config_check(config: ConfigOption = None, as_json: JsonOption = False, with_
     remote models with their server (and, with --probe, whether it answers)."""
     loaded: LoadedConfig = guarded(lambda: load_config(config, warn=False))  # printed below, not logged
     warnings = config_warnings(loaded.config)
+    from ggroute.models.llamacpp.runtime import cpu_features, weights_type_warnings
+
+    warnings += weights_type_warnings(loaded.config, cpu_features())  # hardware advice: config check only
     from ggroute.models.catalog import ModelCatalog
     from ggroute.models.memory import kv_table
     from ggroute.router.request_log import check_log_file

@@ -5,11 +5,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 from importlib.metadata import version
 from pathlib import Path
 
 from ggroute.core.interrupts import native_callback
-from ggroute.models.config import CacheType, WeightsType
+from ggroute.models.config import AppConfig, CacheType, WeightsType
 
 log = logging.getLogger("ggroute.llama_cpp")
 _log_callback: object | None = None  # kept alive: llama.cpp holds a pointer to it
@@ -40,6 +41,37 @@ def available_cores() -> int:
 
 def engine_version() -> str:
     return version("llama-cpp-python")
+
+
+def cpu_features() -> frozenset[str]:
+    """The CPU features this llama.cpp build uses, from its system info (`AVX2 = 1 | AVX512_BF16 = 1 | ...`)."""
+    import llama_cpp
+
+    return parse_system_info(llama_cpp.llama_print_system_info().decode("utf-8", errors="replace"))
+
+
+def parse_system_info(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"([A-Z][A-Z0-9_]*) = 1\b", text))
+
+
+def weights_type_warnings(config: AppConfig, features: frozenset[str]) -> list[str]:
+    """BF16 weights on an x86 CPU whose llama.cpp has no AVX512_BF16 kernels: no faster than q8_0 and larger
+    (docs/performance.md measures it), so say what was faster there. Other CPUs are not judged."""
+    if "AVX2" not in features or "AVX512_BF16" in features:
+        return []
+    warnings = []
+    for name, model in config.models.items():
+        if model.weights_type != "bf16" or model.is_remote or model.n_gpu_layers != 0:
+            continue
+        is_router = config.router is not None and config.router.model == name
+        head = (' with "head": "pkg:ggroute.models/router-head-q4_0.json" (the head shipped for that router)'
+                if is_router else "")
+        warnings.append(
+            f"models.{name}.weights_type is bf16, but this CPU has no AVX512_BF16 (llama.cpp's system info): BF16 "
+            f"weights read prompts here about as fast as q8_0 and take more memory; on such a CPU \"q4_0\"{head} "
+            "was faster (docs/performance.md, 'Router weights on a CPU without AVX512_BF16'; measure with "
+            f"`ggroute bench {name} --weights-type bf16,q8_0,q4_0 --prompt-tokens 64`)")
+    return warnings
 
 
 def gpu_offload_supported() -> bool:

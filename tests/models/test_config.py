@@ -389,3 +389,19 @@ def test_the_shipped_route_head_can_be_named_from_any_folder(tmp_path: Path) -> 
     config.write_text(json.dumps(shipped), encoding="utf-8")
     with pytest.raises(ConfigError, match="router.head 'pkg:ggroute.models/no-such-head.json'.*has no file"):
         _ = load_config(config).router_head_path
+
+
+AVX2_ONLY = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | REPACK = 1 | "
+WITH_BF16 = AVX2_ONLY + "AVX512 = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 | "
+
+
+def test_bf16_weights_without_avx512_bf16_get_advice_with_the_shipped_q4_0_head() -> None:
+    from ggroute.models.llamacpp.runtime import parse_system_info, weights_type_warnings
+
+    assert "AVX2" in parse_system_info(AVX2_ONLY) and "AVX512_BF16" not in parse_system_info(AVX2_ONLY)
+    shipped = load_config(packaged_default_config()).config
+    [warning] = weights_type_warnings(shipped, parse_system_info(AVX2_ONLY))
+    assert warning.startswith("models.router.weights_type is bf16, but this CPU has no AVX512_BF16")
+    assert '"head": "pkg:ggroute.models/router-head-q4_0.json"' in warning
+    assert weights_type_warnings(shipped, parse_system_info(WITH_BF16)) == []
+    assert weights_type_warnings(shipped, parse_system_info("CPU : NEON = 1 | ARM_FMA = 1 | ")) == []  # not judged
