@@ -136,7 +136,8 @@ class ModelConfig(StrictModel):
     swa_full: bool = Field(
         True,
         description="Keep a full-size KV cache for sliding-window layers (llama.cpp's default). False saves "
-        "memory on models such as Gemma 3 but prevents reusing a cached prompt prefix.",
+        "memory on models such as Gemma 3, but a cached prompt prefix is then reused only while the window's "
+        "cache still holds what it needs; otherwise the prompt is evaluated whole (cached_prompt_tokens 0).",
     )
     cache_prompt: bool = Field(
         True,

@@ -149,8 +149,25 @@ class LlamaModel:
             self.llama.reset()  # type: ignore[no-untyped-call]
             return 0
         keep = min(self.cached_prefix_length(tokens), max(0, len(tokens) - MIN_EVALUATED))
-        self.llama.n_tokens = keep  # generate() drops the KV cells from here on
+        # Drop the KV cells from `keep` on here, as generate() would, after checking that what stays is whole.
+        # With swa_full false, sliding-window layers keep only their last window: cut back to `keep`, the cache may
+        # lack the positions the window before `keep` needs, and llama.cpp would answer from a context with a hole
+        # in it, silently. llama-server's test decides (the oldest position held is at most keep - window); when
+        # it fails, or llama.cpp cannot remove the cells, the prompt is evaluated whole and reported so.
+        if keep > 0 and not (self._window_holds(keep) and self.llama._ctx.kv_cache_seq_rm(-1, keep, -1)):
+            self.llama.reset()  # type: ignore[no-untyped-call]
+            return 0
+        self.llama.n_tokens = keep
         return keep
+
+    def _window_holds(self, keep: int) -> bool:
+        import llama_cpp
+
+        window = llama_cpp.llama_model_n_swa(self.llama.model)
+        if window <= 0:
+            return True
+        oldest: int = llama_cpp.llama_memory_seq_pos_min(llama_cpp.llama_get_memory(self.llama.ctx), 0)
+        return oldest == 0 or 0 <= oldest <= max(0, keep - window)
 
     def stream(self, prompt: Prompt, max_tokens: int, sampling: Sampling, should_stop: StopCheck) -> EventStream:
         # max_tokens is the caller's to enforce: it closes this generator, so no token is sampled past it.
@@ -210,6 +227,9 @@ class LlamaModel:
         common = min(self.cached_prefix_length(tokens), len(tokens) - 1)  # evaluate >= 1 token: fresh logits
         if reuse_at_most is not None:
             common = min(common, reuse_at_most)
+        if common > 0 and not self._window_holds(common):  # see _reuse_cache
+            llama.reset()  # type: ignore[no-untyped-call]
+            common = 0
         llama.n_tokens = common  # eval() drops the KV cells from here on
         if hidden != self._embeddings_on:
             # With embeddings on llama.cpp outputs every evaluated token; keep it off when not needed.

@@ -230,6 +230,34 @@ def test_cache_prompt_false_evaluates_every_prompt_whole_and_repeats_the_answer(
     assert second.text == first.text
 
 
+@pytest.fixture(scope="module")
+def gemma_swa_window_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel]:
+    model = _load_variant(tmp_path_factory, "algorithm", swa_full=False, cache_prompt=True, context_size=2048)
+    yield model
+    model.close()
+
+
+def test_a_cache_that_cannot_drop_a_suffix_reports_nothing_reused(gemma_swa_window_only: LlamaModel) -> None:
+    # Gemma 3's sliding-window layers with swa_full false keep no full cache: llama.cpp cannot remove part of it,
+    # so the whole prompt is evaluated again, and cached_prompt_tokens must say 0, as llama.cpp's own count does.
+    # The sliding-window layers' cache holds the last window and a batch (512 + 512 positions here): a prompt
+    # that shares only the start of a longer one cannot keep that start (the cells after it were overwritten).
+    model = gemma_swa_window_only
+    window = int(model.llama.metadata.get("gemma3.attention.sliding_window", "512"))
+    task = "reverse each of these strings: " + " ".join(f"w{i}" for i in range(3 * window // 4))
+    llama_cpp.llama_perf_context_reset(model.llama.ctx)
+    first, _ = run(model, task, max_tokens=4)
+    short = "reverse each of these strings: w0 w1 w2"
+    second, _ = run(model, short, max_tokens=4)
+    assert first.usage.prompt_tokens > 2 * window
+    evaluated = sum(r.usage.prompt_tokens - r.usage.cached_prompt_tokens for r in (first, second))
+    assert llama_cpp.llama_perf_context(model.llama.ctx).n_p_eval == evaluated
+    assert second.usage.cached_prompt_tokens == 0
+    model.llama.reset()
+    fresh, _ = run(model, short, max_tokens=4)
+    assert second.text == fresh.text  # reusing the holed cache answered "# # # #"
+
+
 def test_load_time_is_reported_when_given(smollm2: LlamaModel) -> None:
     result = Generation(smollm2, COLORS, load_s=1.23456).run()
     assert result.timings.load_s == 1.2346
