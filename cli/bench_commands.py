@@ -42,7 +42,7 @@ from ggroute.evals.bench_sweep import (
     write_csv,
 )
 from ggroute.models.catalog import ModelCatalog
-from ggroute.models.config import load_config
+from ggroute.models.config import CONFIG_ENV, LoadedConfig, find_config, load_config, packaged_default_config
 
 
 def bench(
@@ -79,6 +79,11 @@ def bench(
     if remote:
         raise fail(UsageError(f"model '{remote[0]}' is remote: bench measures local llama.cpp models "
                               "(benchmarks/remote_vs_direct.py measures a remote one against its server)"))
+    if apply and find_config(config) == packaged_default_config():
+        raise fail(UsageError("--apply writes into the config file, but none was found (no --config, no "
+                              f"${CONFIG_ENV}, no ./config.json), and the packaged default is part of the "
+                              f"installation: copy {packaged_default_config()} to ./config.json (or pass --config "
+                              "FILE) and run again"))
     check_output_file("--csv", csv_file)  # before measuring, not after minutes of it
     check_output_file("--plot", plot)
     if plot is not None:
@@ -93,7 +98,7 @@ def bench(
     if vs_raw and not interrupted:
         payload["vs_raw"] = {n: _vs_raw(catalog, n, repeat, gen_tokens) for n in names}
     if apply and not interrupted:
-        payload["applied"] = _apply(loaded.source, best, sweeps)
+        payload["applied"] = _apply(loaded, best, sweeps)
     if csv_file is not None:
         guarded(lambda: _write_file("--csv", csv_file, lambda: write_csv(csv_file, results)))
     if plot is not None:
@@ -156,10 +161,16 @@ def _vs_raw(catalog: ModelCatalog, name: str, repeat: int, gen_tokens: int) -> V
     return cast(VsRawPayload, guarded(lambda: compare_with_raw_llama(catalog, name, repeat, gen_tokens)))
 
 
-def _apply(source: Path, best: dict[str, BenchResult], sweeps: dict[str, Sweep]) -> AppliedPayload:
+def _apply(loaded: LoadedConfig, best: dict[str, BenchResult], sweeps: dict[str, Sweep]) -> AppliedPayload:
     from ggroute.models.config_edit import apply_model_fields
 
-    updates = fields_to_apply(best, sweeps)
+    source = loaded.source
+    swept = fields_to_apply(best, sweeps)
+    updates = {name: changed for name, fields in swept.items()
+               if (changed := {k: v for k, v in fields.items() if getattr(loaded.model(name), k) != v})}
+    if swept and not updates:
+        return {"config": str(source), "changed": {}, "note": f"the fastest values are those {source.name} has "
+                "already: nothing written"}
     if not updates:
         return {"config": str(source), "changed": {}, "note": "nothing to apply: sweep --threads, --batch, "
                 "--n-gpu-layers, --weights-type or --cache-type-k (context_size is never applied: choose it "
@@ -276,7 +287,13 @@ def _print_report(results: list[BenchResult], best: dict[str, BenchResult], metr
                   f"prefill ratio {summary['prefill_ratio']:.3f} (medians of {summary['pairs']} alternating pairs)")
     applied = payload.get("applied")
     if applied:
-        out.print(escape(json.dumps(applied)))
+        if applied["changed"]:
+            fields = "; ".join(f"{name}: " + " ".join(f"{k}={json.dumps(v)}" for k, v in changed.items())
+                               for name, changed in applied["changed"].items())
+            out.print(f"applied to {escape(applied['config'])}: {escape(fields)} (the previous file: "
+                      f"{escape(applied.get('backup', ''))})", soft_wrap=True)
+        else:
+            out.print(f"--apply: {escape(applied.get('note', 'nothing written'))}", soft_wrap=True)
         if "head_warning" in applied:
             err.print(f"[yellow]warning:[/] {escape(applied['head_warning'])}")
     if "context_size" in {k for r in results for k in r.settings.overrides()}:

@@ -73,7 +73,8 @@ def test_apply_round_trips_config_json(write_config, test_config) -> None:
     result = invoke("bench", "coder", *TINY, "--threads", "1", "--batch", "64", "--apply", "--json", "-c", str(config))
     assert result.exit_code == 0, result.output
     applied = json.loads(result.stdout)["applied"]
-    assert applied["changed"] == {"coder": {"n_threads": 1, "n_batch": 64}}
+    assert json.loads(original)["models"]["coder"]["n_threads"] == 1  # the test config has it already
+    assert applied["changed"] == {"coder": {"n_batch": 64}}  # only what the file did not have
     assert Path(applied["backup"]).read_text() == original
     after = json.loads(config.read_text())
     before = json.loads(original)
@@ -81,6 +82,20 @@ def test_apply_round_trips_config_json(write_config, test_config) -> None:
     assert list(after["models"]["coder"])[: len(before["models"]["coder"])] == list(before["models"]["coder"])
     assert after["models"]["algorithm"] == before["models"]["algorithm"]
     assert {k: v for k, v in after.items() if k != "models"} == {k: v for k, v in before.items() if k != "models"}
+    # The same sweep again: the file has those values already, so nothing is written and no backup made.
+    backups = sorted(config.parent.glob("*.bak"))
+    again = invoke("bench", "coder", *TINY, "--threads", "1", "--batch", "64", "--apply", "-c", str(config))
+    assert again.exit_code == 0, again.output
+    assert "--apply: the fastest values are those config.json has already: nothing written" in again.stdout
+    assert sorted(config.parent.glob("*.bak")) == backups and json.loads(config.read_text()) == after
+
+
+def test_apply_refuses_to_edit_the_packaged_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./config.json here, and $GGROUTE_CONFIG is unset by the test environment
+    monkeypatch.delenv("GGROUTE_CONFIG", raising=False)
+    result = invoke("bench", "coder", *TINY, "--threads", "1", "--apply")
+    assert result.exit_code == 2
+    assert "--apply writes into the config file, but none was found" in " ".join(result.output.split())
 
 
 @pytest.mark.slow
