@@ -11,7 +11,9 @@ completion tokens per problem, and wall time (generation and the sandboxed check
 
 A variant is NAME or NAME:KEY=VALUE[,KEY=VALUE...]; keys are model settings (config.json `models.<name>.*`),
 applied to the route's model, or `request.stop_after_code` (default true, as `ggroute eval humaneval` runs), or
-`request.prompt` (completion, template or chat: as `ggroute eval humaneval --prompt`; default: as configured);
+`request.stop_after_asked` (default true: with stop_after_code, stop before what follows the function the problem's
+signature asks for), or `request.prompt` (completion, template or chat: as `ggroute eval humaneval --prompt`;
+default: as configured);
 values are JSON (strings may be bare), or @FILE for a file's text (a prompt template). With --suite FILE
 (repeatable) each variant also runs those suites (e.g. docs/suites/phase3.suite.json) with the variant's
 settings, and reports cases passed. Variants run one after another in one process, so their wall times are
@@ -40,7 +42,7 @@ from ggroute.models.config import LoadedConfig
 from ggroute.models.generate import RequestOptions
 from ggroute.router.pipeline import Pipeline
 
-REQUEST_KEYS = {"stop_after_code", "prompt"}
+REQUEST_KEYS = {"stop_after_code", "stop_after_asked", "prompt"}
 LOOP_TAIL_CHARS = 600
 LOOP_COMPRESSION = 0.25
 
@@ -111,7 +113,8 @@ def measure(config: str | None, route: str, variant: Variant, limit: int | None,
         problems = [p for p in problems if p.task_id in tasks]
     started = time.perf_counter()
     with Pipeline(he.eval_config(loaded, spec, mode)) as pipeline:
-        options = RequestOptions(max_tokens=max_tokens, stop_after_code=bool(request.get("stop_after_code", True)))
+        options = RequestOptions(max_tokens=max_tokens, stop_after_code=bool(request.get("stop_after_code", True)),
+                                 stop_after_asked=bool(request.get("stop_after_asked", True)))
         results = he.run_humaneval(pipeline, model, mode, problems, options,
                                    isolation=Isolation.BWRAP)
     wall = time.perf_counter() - started

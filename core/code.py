@@ -77,27 +77,74 @@ def code_of_answer(prompt_text: str, answer: str) -> AnswerCode:
     return AnswerCode(code, language, _parses(code) if language in _PYTHON_TAGS else None)
 
 
+_ASKED_DEF = re.compile(r"(?m)^def\s+([A-Za-z_]\w*)\s*\(")
+_TOP_DEFINITION = re.compile(  # def NAME, class NAME, NAME = ... (NAME: TYPE = ...)
+    r"(?:async\s+)?def\s+([A-Za-z_]\w*)|class\s+([A-Za-z_]\w*)|([A-Za-z_]\w*)\s*(?::[^=]*)?=[^=]")
+
+
+def asked_functions(task: str) -> frozenset[str]:
+    """The functions a task asks for by signature: its top-level `def NAME(` lines (a docstring prompt)."""
+    return frozenset(_ASKED_DEF.findall(task))
+
+
 class CodeEndWatch:
     """Watches an answer as it streams for the end of the code `code_of_answer` returns, when it is Python.
 
     That is the closing fence of the first python-tagged block, or, when the prompt left a fence open, the
-    first fence line of the answer. Only complete lines are looked at, each once: the cost per token is the
-    new text only.
+    first fence line of the answer. When the task asked for functions by signature (`asked`), the code also
+    ends, once one of them is written, before the first top-level statement that is neither an import nor a
+    definition of an asked name or of a name the code so far uses (a helper): a usage example, a test, a
+    second variant of the function. Only complete lines are looked at, each once: the cost per token is the
+    new text only (and, at a top-level line after the asked function, a search of the code so far).
     """
 
-    def __init__(self, prompt_text: str) -> None:
+    def __init__(self, prompt_text: str, asked: frozenset[str] = frozenset()) -> None:
         self._inside_prompt_fence = _OPEN_FENCE_AT_END.search(prompt_text) is not None
         self._scanned = 0  # text before this index is in complete lines already looked at
         self._fence = ""  # the open fence's backticks, "" when outside a block
         self._python = False  # whether the open block is python-tagged
+        self._asked = asked
+        self._code: list[str] = []  # the Python code's lines so far (when `asked`)
+        self._asked_written = False  # a top-level `def` of an asked name has been seen
+        self._run_start: int | None = None  # where the top-level comments/blank lines before this line began
 
     def end(self, text: str) -> int | None:
-        """Index just past the line that closes the code, once it has streamed; None until then."""
+        """Index where the code ends (just past its closing fence, or before the statement that follows the
+        asked function), once it has streamed; None until then."""
         while (newline := text.find("\n", self._scanned)) >= 0:
-            line, self._scanned = text[self._scanned : newline], newline + 1
+            start = self._scanned
+            line, self._scanned = text[start:newline], newline + 1
             if self._line_ends_code(line):
                 return self._scanned
+            if self._asked and self._in_python_code() and self._beyond_asked(line, start):
+                return self._run_start if self._run_start is not None else start
         return None
+
+    def _in_python_code(self) -> bool:
+        return self._inside_prompt_fence or (bool(self._fence) and self._python)
+
+    def _beyond_asked(self, line: str, start: int) -> bool:
+        """Whether `line` (Python code, not a fence) starts what follows the asked function; tracks the code."""
+        if not line.strip() or line.startswith(("#", "@")):  # may open a helper's definition: judged with it
+            if self._run_start is None:
+                self._run_start = start
+            self._code.append(line)
+            return False
+        if line[0].isspace():  # inside a definition
+            self._run_start = None
+            self._code.append(line)
+            return False
+        definition = _TOP_DEFINITION.match(line)
+        name = next((g for g in definition.groups() if g), None) if definition else None
+        if self._asked_written and not line.startswith(("import ", "from ")) and not (
+                name is not None and (name in self._asked or re.search(rf"\b{re.escape(name)}\b",
+                                                                        "\n".join(self._code)))):
+            return True
+        if name in self._asked and line.lstrip().startswith(("def ", "async ")):
+            self._asked_written = True
+        self._run_start = None
+        self._code.append(line)
+        return False
 
     def _line_ends_code(self, line: str) -> bool:
         stripped = line.strip()

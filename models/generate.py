@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ggroute.core.code import CodeEndWatch
+from ggroute.core.code import CodeEndWatch, asked_functions
 from ggroute.core.errors import GenerationError, PromptTooLongError
 from ggroute.core.tasks import validate_task
 from ggroute.core.text import repair_text
@@ -72,6 +72,8 @@ class RequestOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()  # stop strings in addition to the model's
     stop_after_code: bool = False  # stop once the answer's Python code block has closed (see core/code.py)
+    # With stop_after_code, and a task that asks for functions by signature: also stop before what follows them.
+    stop_after_asked: bool = True
     loop_guard: bool = True  # False: no loop guard for this request, whatever the model's config says
 
 
@@ -145,6 +147,7 @@ class Generation:
         self.prompt = prepare_input(model, self.task)
         self.sampling = Sampling.of(settings).with_overrides(options.temperature, options.seed)
         self.stop_after_code = options.stop_after_code
+        self.stop_after_asked = options.stop_after_asked
         self.loop_guard = options.loop_guard
         self.limits = Limits(
             max_tokens=options.max_tokens or settings.max_tokens,
@@ -210,7 +213,8 @@ class Generation:
         guard_config = self.model.spec.settings.loop_guard
         guarded = guard_config.enabled and self.loop_guard
         guard = LoopGuard(guard_config.min_repeats, guard_config.max_cycle_lines) if guarded else None
-        code_end = CodeEndWatch(self.prompt.text) if self.stop_after_code else None
+        asked = asked_functions(_task_text(self.task)) if self.stop_after_asked else frozenset()
+        code_end = CodeEndWatch(self.prompt.text, asked) if self.stop_after_code else None
         loop: Loop | None = None
         n = self._counts
         finish: FinishReason | None = None if self._events is not None else self._interrupted()
@@ -353,3 +357,10 @@ def _remote_figures(spec: RemoteSpec, usage: Usage, timings: Timings, engine: En
     remote = Remote(backend=spec.settings.backend, base_url=spec.base_url, upstream_model=spec.upstream_model,
                     usage_from=usage_from, timings_from=timings_from)
     return usage, timings.model_copy(update=update), remote
+
+
+def _task_text(task: TaskInput) -> str:
+    """What the user asked: the task, the last user message of a conversation, or the raw text."""
+    if isinstance(task, Conversation):
+        return next((m.content for m in reversed(task.messages) if m.role == "user"), "")
+    return task.text if isinstance(task, RawText) else task

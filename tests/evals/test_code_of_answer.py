@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ggroute.core.code import CodeEndWatch, code_of_answer
+import pytest
+
+from ggroute.core.code import CodeEndWatch, asked_functions, code_of_answer
 
 CHAT_PROMPT = "<|im_start|>user\nWrite add<|im_end|>\n<|im_start|>assistant\n"
 COMPLETION_PROMPT = "Write Python code for: add two numbers\n\nCode:\n```python\n"
@@ -42,9 +44,9 @@ def test_a_completion_answer_cut_by_max_tokens_is_all_code() -> None:
 # --- CodeEndWatch: where generation may stop when only the code is wanted ----------------------------------
 
 
-def _first_end(prompt: str, answer: str) -> str | None:
+def _first_end(prompt: str, answer: str, asked: frozenset[str] = frozenset()) -> str | None:
     """Feed `answer` one character at a time, as a stream; the text kept when the watch says the code ended."""
-    watch = CodeEndWatch(prompt)
+    watch = CodeEndWatch(prompt, asked)
     for i in range(1, len(answer) + 1):
         end = watch.end(answer[:i])
         if end is not None:
@@ -75,3 +77,53 @@ def test_the_watch_waits_for_the_closing_fence_line_to_end() -> None:
 def test_after_a_prompt_that_opened_a_fence_the_first_fence_line_ends_the_code() -> None:
     assert _first_end(COMPLETION_PROMPT, "def add(a, b):\n    return a + b\n```\n\nMore text") == (
         "def add(a, b):\n    return a + b\n```\n")
+
+
+# --- a task that asks for functions by signature: the code ends after them ----------------------------------
+
+SIGNATURE_TASK = (
+    "from typing import List\n\n\ndef below_zero(operations: List[int]) -> bool:\n"
+    '    """Return True if the balance ever falls below zero."""\n'
+)
+BODY = "def below_zero(operations):\n    balance = 0\n    for op in operations:\n        balance += op\n" \
+       "        if balance < 0:\n            return True\n    return False\n"
+
+
+def test_asked_functions_are_the_top_level_signatures_of_the_task() -> None:
+    assert asked_functions(SIGNATURE_TASK) == {"below_zero"}
+    assert asked_functions("Write a function that merges two dicts") == frozenset()
+    assert asked_functions("class A:\n    def method(self):\n        pass\n") == frozenset()  # methods are not
+
+
+@pytest.mark.parametrize("after", [
+    "\n# Example usage\nprint(below_zero([1, -2]))\n",
+    "\n\nif __name__ == '__main__':\n    print(below_zero([1]))\n",
+    "\nassert below_zero([-1])\n",
+    '\ndef below_zero_fast(operations):\n    """Faster."""\n',  # a second variant nobody asked for
+    "\nresult = below_zero([1])\n",
+])
+def test_after_the_asked_function_the_code_ends_before_examples_tests_and_variants(after: str) -> None:
+    answer = "Here it is:\n```python\n" + BODY + after + "```\nDone."
+    kept = _first_end(CHAT_PROMPT, answer, asked_functions(SIGNATURE_TASK))
+    assert kept == "Here it is:\n```python\n" + BODY
+    assert code_of_answer(CHAT_PROMPT, kept or "").code == BODY.rstrip("\n")
+
+
+def test_helpers_imports_and_constants_the_function_uses_are_kept() -> None:
+    body = ("import math\n\ndef below_zero(operations):\n    return _first_negative(operations) is not None\n"
+            "\n\nfrom itertools import accumulate\n\n# the helper\n@staticmethod\ndef _first_negative(ops):\n"
+            "    return next((b for b in accumulate(ops) if b < LIMIT), None)\n\nLIMIT = 0\n")
+    answer = "```python\n" + body + "```\nDone."
+    assert _first_end(CHAT_PROMPT, answer, asked_functions(SIGNATURE_TASK)) == answer[: answer.index("Done.")]
+
+
+def test_code_before_the_asked_function_and_without_a_signature_task_is_not_cut() -> None:
+    answer = "```python\nprint('setup')\n" + BODY + "print(below_zero([1]))\n```\n"
+    assert _first_end(CHAT_PROMPT, answer) == answer  # no signature asked: only the fence ends it
+    kept = _first_end(CHAT_PROMPT, answer, asked_functions(SIGNATURE_TASK))
+    assert kept == "```python\nprint('setup')\n" + BODY
+
+
+def test_a_completion_prompt_that_opened_a_fence_is_cut_the_same_way() -> None:
+    answer = BODY + "\nprint(below_zero([1, -2]))\n```\n"
+    assert _first_end(COMPLETION_PROMPT, answer, asked_functions(SIGNATURE_TASK)) == BODY
