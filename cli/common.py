@@ -49,7 +49,8 @@ TemperatureOption = Annotated[
 SeedOption = Annotated[int | None, typer.Option(min=0, help="Override the model's sampling seed.")]
 CodeOption = Annotated[bool, flag_option(
     "--code", help="Print only the code of the answer (its first fenced block); generation stops once a Python "
-                   "block has closed. With --json add code fields.")]
+                   "block has closed, or once a function whose signature the task gives is written. With --json "
+                   "add code fields.")]
 NoLoopGuardOption = Annotated[bool, flag_option(
     "--no-loop-guard", help="Do not stop repetition for this request (when the guard cut an answer that was not "
                             "a loop, e.g. a long table of numbered lines).")]
@@ -159,7 +160,10 @@ def print_code(prompt_text: str, result: GenerationResult) -> None:
     """`--code`: the answer's code alone on stdout, a warning on stderr when Python code does not parse."""
     answer = code_of_answer(prompt_text, result.text)
     sys.stdout.write(answer.code + "\n")
-    if answer.parses is False:
+    if not answer.code.strip():  # an empty file downstream, and exit 0: say why
+        err.print(f"[yellow]warning:[/] the answer has no code (finish={result.finish_reason}); run without --code "
+                  "to see what it said", soft_wrap=True)
+    elif answer.parses is False:
         err.print("[yellow]warning:[/] the code does not parse as Python (ast.parse failed)")
 
 
