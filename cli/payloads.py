@@ -303,6 +303,7 @@ class TrainHeadPayload(TypedDict):
     accuracy_in_sample: float
     accuracy_cross_validated: float
     by_source_held_out: dict[str, float]  # leave-one-source-out accuracy per style (empty with one style)
+    by_source_not_held_out: dict[str, str]  # styles that could not be left out (no other style has a route), why
 
 
 # --- bench --json -------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -63,15 +64,22 @@ def verbose_report(console: Console, result: GenerationResult) -> None:
 
 
 def plan_table(plan: BudgetPlan, files: dict[str, str]) -> Table:
-    table = Table(title="Memory plan (estimates before loading)")
-    for col in ("model", "file", "weights", "repacked", "KV cache", "compute", "adds", "note"):
-        table.add_column(col, justify="left" if col in ("model", "file", "note") else "right")
+    """Fits 80 columns: no vertical rules, the model name whole, the file folded, a note column only when a
+    model has a note."""
+    notes = {p.name: "[red]over budget alone[/]" if p.own_bytes > plan.budget_bytes else
+             f"shares weights with {p.shares_weights_with}" if p.shares_weights_with else "" for p in plan.models}
+    table = Table(title="Memory plan (estimates before loading)", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("file", overflow="fold")
+    for col in ("weights", "repacked", "KV cache", "compute", "adds"):
+        table.add_column(col, justify="right")
+    if any(notes.values()):
+        table.add_column("note")
     for p in plan.models:
-        note = f"shares weights with {p.shares_weights_with}" if p.shares_weights_with else ""
-        if p.own_bytes > plan.budget_bytes:
-            note = "[red]over budget alone[/]"
+        note = [notes[p.name]] if any(notes.values()) else []
         table.add_row(p.name, files[p.name], mb(p.weight_bytes), mb(p.repacked_bytes), mb(p.kv_bytes),
-                      mb(p.compute_bytes), mb(p.added_bytes), note)
+                      mb(p.compute_bytes), mb(p.added_bytes), *note)
     status = "[green]fits[/]" if plan.fits else "[yellow]does not fit at once: the pool will evict[/]"
     table.caption = f"all loaded: {mb(plan.total_bytes)} of {mb(plan.budget_bytes)} budget, {status}"
     return table

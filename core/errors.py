@@ -43,7 +43,7 @@ class UnknownModelError(UsageError):
     def __init__(self, name: str, known: list[str]) -> None:
         self.name = name
         self.known = known
-        super().__init__(f"unknown model '{name}': config.json defines {', '.join(known) or 'no models'}")
+        super().__init__(f"unknown model '{name}': the config defines {', '.join(known) or 'no models'}")
 
 
 class SuiteFileError(UsageError):

@@ -45,8 +45,8 @@ class Checks(StrictModel):
     )
     finish_reason: list[FinishReason] = Field(
         default_factory=list,
-        description="A string or a list of accepted finish reasons (stop, length, timeout, cancelled). Unset, "
-        "a timed-out or cancelled generation fails the case.",
+        description="A string or a list of accepted finish reasons (stop, length, repetition, timeout, "
+        "cancelled). Unset, a timed-out or cancelled generation fails the case.",
     )
 
     @field_validator("contains", "not_contains", "regex", "finish_reason", mode="before")
@@ -214,7 +214,7 @@ def check_against_config(path: Path, suite: Suite, loaded: LoadedConfig) -> None
                 known = ", ".join(routes) or "none (the config has no `router` section)"
                 problems.append(f"case '{case.id}': {key}: unknown route '{value}': the routes are {known}")
         if target.model is not None and target.model not in models:
-            problems.append(f"case '{case.id}': model: unknown model '{target.model}': config.json defines "
+            problems.append(f"case '{case.id}': model: unknown model '{target.model}': the config defines "
                             f"{', '.join(models)}")
     if problems:
         raise SuiteFileError(f"{path}: {len(problems)} problem(s) with config {loaded.source}:\n"

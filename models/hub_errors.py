@@ -68,7 +68,7 @@ def _translate(exc: Exception, ref: HubRef, downloading: bool) -> HubError | Non
     elif isinstance(exc, OfflineModeIsEnabled):
         message = f"{ref.text}: offline mode is on (HF_HUB_OFFLINE): unset it, then run `{pull_command(ref)}`"
     elif isinstance(exc, httpx2.TransportError):
-        then = ("what was downloaded so far is kept, run the pull again to resume" if downloading else
+        then = ("anything downloaded so far is kept: run the pull again to resume" if downloading else
                 "or set HF_HUB_OFFLINE=1 to skip models that are not downloaded")
         return HubUnreachableError(f"cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc}): "
                                    f"check the network (or HF_ENDPOINT); {then}")

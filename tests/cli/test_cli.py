@@ -124,7 +124,7 @@ def test_empty_task_is_usage_error(config_path: Path, task: str, stdin: str | No
 def test_unknown_model_lists_models(config_path: Path, tmp_path: Path) -> None:
     result = invoke("generate", "-m", "writer", COLORS, "-c", str(config_path))
     assert_exit(result, 2)
-    assert "unknown model 'writer': config.json defines coder, algorithm" in result.stderr
+    assert "unknown model 'writer': the config defines coder, algorithm" in result.stderr
     assert not (tmp_path / "requests.jsonl").exists()
 
 

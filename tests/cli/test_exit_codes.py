@@ -117,7 +117,7 @@ def test_unknown_model_exits_2_before_anything_loads(config_path: Path, scripted
     loader = scripted_backends()
     result = CliRunner().invoke(app, ["generate", "--model", "gpt", TASK, "-c", str(config_path)])
     assert_exit(result, 2)
-    assert one_error_line(result) == "error: unknown model 'gpt': config.json defines coder, algorithm"
+    assert one_error_line(result) == "error: unknown model 'gpt': the config defines coder, algorithm"
     assert loader.loads() == []
 
 
@@ -171,6 +171,13 @@ def test_a_loop_ends_with_repetition_exit_0_and_the_footer_says_what_it_saved(ge
     assert_exit(result, 0)
     assert result.stderr.startswith("finish=repetition")
     assert "'import random' written 4 times in a row; 196 tokens saved" in " ".join(result.stderr.split())
+
+
+def test_code_with_no_code_in_the_answer_says_so(generate) -> None:
+    result = generate(TASK, "--code", "--max-tokens", "3", script=Script(pieces=("Sure:\n", "```python\n", "\n")))
+    assert_exit(result, 0)
+    assert result.stdout == "\n"
+    assert "warning: the answer has no code (finish=length)" in " ".join(result.stderr.split())
 
 
 def test_code_prints_only_the_code_and_json_says_whether_it_parses(generate) -> None:

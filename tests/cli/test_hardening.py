@@ -263,7 +263,7 @@ def test_non_utf8_task_argument_is_replaced(start, config: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["generate", "--model", b"c\xffder", TASK], "error: unknown model 'c\\udcffder': config.json defines"),
+    (["generate", "--model", b"c\xffder", TASK], "error: unknown model 'c\\udcffder': the config defines"),
     (["generate", "--model", "coder", TASK, "-c", b"/nonexistent/\xff.json"],
      "error: /nonexistent/\\udcff.json: config file not found"),
     (["eval", "suite", b"/nonexistent/\xfe.suite.json"], "\\udcfe.suite.json"),

@@ -171,6 +171,16 @@ def test_router_train_with_too_few_examples_says_how_many(config_path: Path, tmp
     assert not (tmp_path / "h.json").exists()
 
 
+def test_router_train_needs_out_and_an_existing_folder_before_any_work(config_path: Path, tmp_path: Path) -> None:
+    labeled = _corpus_sample(tmp_path / "labeled.jsonl", per_route=1)
+    result = invoke("router", "train", str(labeled), "--config", str(config_path))
+    assert result.exit_code == 2 and "--out FILE is required" in result.output
+    result = invoke("router", "train", str(labeled), "--out", str(tmp_path / "no" / "h.json"), "--config",
+                    str(config_path))
+    assert result.exit_code == 2 and f"folder {tmp_path / 'no'} does not exist" in " ".join(result.output.split())
+    assert not (tmp_path / "no").exists()
+
+
 def test_router_train_with_unknown_features_names_the_choices(config_path: Path, tmp_path: Path) -> None:
     result = invoke("router", "train", str(tmp_path), "--features", "bogus", "--config", str(config_path))
     assert result.exit_code == 2

@@ -366,7 +366,7 @@ def test_unknown_model_name_lists_known_models(write_config) -> None:
     with pytest.raises(UnknownModelError) as info:
         loaded.model("writer")
     assert isinstance(info.value, UsageError)
-    assert str(info.value) == "unknown model 'writer': config.json defines router, coder, algorithm"
+    assert str(info.value) == "unknown model 'writer': the config defines router, coder, algorithm"
 
 
 def test_docs_config_md_field_reference_is_in_sync_with_the_schema() -> None:
