@@ -173,10 +173,11 @@ def config_check(config: ConfigOption = None, as_json: JsonOption = False, with_
     from ggroute.models.catalog import ModelCatalog
     from ggroute.models.memory import kv_table
     from ggroute.router.request_log import check_log_file
-    from ggroute.router.routing import check_route_head
+    from ggroute.router.routing import check_route_head, check_route_labels
 
     catalog = ModelCatalog(loaded)
     guarded(lambda: check_route_head(loaded.config.router, catalog, loaded.router_head_path))  # as serve does
+    guarded(lambda: check_route_labels(loaded.config.router, catalog))  # as the first routed request does
     guarded(lambda: check_log_file(loaded.log_path, loaded.source))  # as every command that logs requests does
     plan = guarded(catalog.budget_plan)
     remote = [_remote_check_row(n, loaded, with_probe) for n in catalog.names if catalog.is_remote(n)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,20 @@ def _interleave(by_route: dict[str, list[str]]) -> list[tuple[str, str]]:
     return out
 
 
+def label_tokens(tokenize: Callable[[str], list[int]], routes: list[str], config_source: str) -> list[int]:
+    """Each route's label token (the first of " NAME"); a ConfigError when two routes share it."""
+    firsts: dict[int, str] = {}
+    for name in routes:
+        token = tokenize(" " + name)[0]
+        if token in firsts:
+            raise ConfigError(
+                f"{config_source}: router.routes: routes '{firsts[token]}' and '{name}' begin with the same token "
+                "for the router model: rename one so their first words differ"
+            )
+        firsts[token] = name
+    return list(firsts)
+
+
 class RouteClassifier:
     def __init__(self, model: ScoringModel, router: RouterConfig, head_path: Path | None, *,
                  config_source: str) -> None:
@@ -135,16 +150,7 @@ class RouteClassifier:
         return False
 
     def _label_tokens(self) -> list[int]:
-        firsts: dict[int, str] = {}
-        for name in self.routes:
-            token = self.model.tokenize(" " + name, add_bos=False)[0]
-            if token in firsts:
-                raise ConfigError(
-                    f"routes '{firsts[token]}' and '{name}' begin with the same token for the router model: "
-                    "rename one so their first words differ"
-                )
-            firsts[token] = name
-        return list(firsts)
+        return label_tokens(lambda text: self.model.tokenize(text, add_bos=False), self.routes, self.config_source)
 
     def tokenize_task(self, task: str) -> list[int]:
         """The task as the router reads it, before any cut."""

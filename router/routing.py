@@ -63,6 +63,22 @@ def check_route_head(router: RouterConfig | None, catalog: ModelCatalog, head_pa
     load_head(head_path, list(router.routes), head_identity(spec, router))
 
 
+def check_route_labels(router: RouterConfig | None, catalog: ModelCatalog) -> None:
+    """Tokenize the route names with the router model's vocabulary alone (no weights): two routes whose names
+    begin with the same token are the ConfigError routing would otherwise give at the first request."""
+    from ggroute.models.llamacpp.runtime import vocabulary
+    from ggroute.router.classify import label_tokens
+
+    if router is None:
+        return
+    try:
+        path = catalog.spec(router.model).path
+    except (*_ROUTER_UNAVAILABLE, UsageError):  # a missing file or a remote router: said where it is used
+        return
+    with vocabulary(path) as tokenize:
+        label_tokens(tokenize, list(router.routes), str(catalog.loaded.source))
+
+
 class Router:
     def __init__(self, router: RouterConfig | None, pool: ModelPool, head_path: Path | None = None) -> None:
         self.config = router

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import re
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -72,6 +74,19 @@ def weights_type_warnings(config: AppConfig, features: frozenset[str]) -> list[s
             "was faster (docs/performance.md, 'Router weights on a CPU without AVX512_BF16'; measure with "
             f"`ggroute bench {name} --weights-type bf16,q8_0,q4_0 --prompt-tokens 64`)")
     return warnings
+
+
+@contextlib.contextmanager
+def vocabulary(path: Path) -> Iterator[Callable[[str], list[int]]]:
+    """A GGUF model's tokenizer alone (its vocabulary, no weights loaded): `tokenize(text)` without BOS."""
+    from llama_cpp import Llama
+
+    route_llama_logs_to_logging()
+    vocab = Llama(str(path), vocab_only=True, verbose=False)
+    try:
+        yield lambda text: list(vocab.tokenize(text.encode("utf-8"), add_bos=False))
+    finally:
+        vocab.close()
 
 
 def gpu_offload_supported() -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ggroute.cli.app import app
-from tests.conftest import SHIPPED, small_config
+from tests.conftest import SHIPPED, label_logit_router, small_config
 
 
 def test_bench_refuses_a_csv_or_plot_path_it_cannot_write_before_measuring(
@@ -42,3 +42,16 @@ def test_config_check_refuses_a_route_head_that_routing_would_refuse(write_confi
         assert says in result.output and "valid" not in result.output
     result = CliRunner().invoke(app, ["config", "check", "-c", str(write_config(copy.deepcopy(SHIPPED)))])
     assert result.exit_code == 0 and "valid" in result.output
+
+
+def test_config_check_refuses_route_names_the_router_cannot_tell_apart(write_config: Callable[..., Path]) -> None:
+    # " coder" and " cuda" begin with the same token for SmolLM2: label-logit routing cannot score them apart.
+    clash = copy.deepcopy(SHIPPED)
+    label_logit_router(clash)
+    clash["router"]["routes"]["cuda"] = {"model": "coder", "description": "GPU kernels"}
+    config = write_config(clash)
+    result = CliRunner().invoke(app, ["config", "check", "-c", str(config)])
+    assert result.exit_code == 2, result.output
+    assert (f"{config}: router.routes: routes 'coder' and 'cuda' begin with the same token for the router model"
+            in " ".join(result.output.split()))
+    assert "valid" not in result.output
