@@ -26,28 +26,47 @@ from ggroute.cli.common import err, fail, harden_stdio
 from ggroute.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME
 from ggroute.core.errors import GgrouteError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="CPU-first multi-model router on GGUF models.")
-app.command()(config_commands.models)
-app.command()(generate_commands.generate)
-app.command()(bench_commands.bench)
-app.command()(routing_commands.route)
-app.command()(routing_commands.run)
-app.command()(serve_commands.serve)
-app.command()(pull_commands.pull)
 
-config_app = typer.Typer(no_args_is_help=True, help="Inspect config.json.")
-config_app.command("check")(config_commands.config_check)
-config_app.command("docs")(config_commands.config_docs)
+def _without_type(option: typer.core.TyperOption | None) -> typer.core.TyperOption | None:
+    """typer 0.29 shows `<bool>` beside --help as beside any flag (cli/common.py's flag_option mends the others)."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class _HelpFlagCommand(typer.core.TyperCommand):
+    def get_help_option(self, ctx: typer.Context) -> typer.core.TyperOption | None:  # type: ignore[override]
+        return _without_type(super().get_help_option(ctx))
+
+
+class _HelpFlagGroup(typer.core.TyperGroup):
+    def get_help_option(self, ctx: typer.Context) -> typer.core.TyperOption | None:  # type: ignore[override]
+        return _without_type(super().get_help_option(ctx))
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="CPU-first multi-model router on GGUF models.",
+                  cls=_HelpFlagGroup)
+app.command(cls=_HelpFlagCommand)(config_commands.models)
+app.command(cls=_HelpFlagCommand)(generate_commands.generate)
+app.command(cls=_HelpFlagCommand)(bench_commands.bench)
+app.command(cls=_HelpFlagCommand)(routing_commands.route)
+app.command(cls=_HelpFlagCommand)(routing_commands.run)
+app.command(cls=_HelpFlagCommand)(serve_commands.serve)
+app.command(cls=_HelpFlagCommand)(pull_commands.pull)
+
+config_app = typer.Typer(no_args_is_help=True, help="Inspect config.json.", cls=_HelpFlagGroup)
+config_app.command("check", cls=_HelpFlagCommand)(config_commands.config_check)
+config_app.command("docs", cls=_HelpFlagCommand)(config_commands.config_docs)
 app.add_typer(config_app, name="config")
 
-eval_app = typer.Typer(no_args_is_help=True, help="Measure routing and generation.")
-eval_app.command("routing")(routing_commands.eval_routing)
-eval_app.command("suite")(suite_commands.eval_suite)
-eval_app.command("humaneval")(suite_commands.eval_humaneval)
+eval_app = typer.Typer(no_args_is_help=True, help="Measure routing and generation.", cls=_HelpFlagGroup)
+eval_app.command("routing", cls=_HelpFlagCommand)(routing_commands.eval_routing)
+eval_app.command("suite", cls=_HelpFlagCommand)(suite_commands.eval_suite)
+eval_app.command("humaneval", cls=_HelpFlagCommand)(suite_commands.eval_humaneval)
 app.add_typer(eval_app, name="eval")
 
-router_app = typer.Typer(no_args_is_help=True, help="Train the router's route head.")
-router_app.command("train")(router_commands.train)
+router_app = typer.Typer(no_args_is_help=True, help="Train the router's route head.", cls=_HelpFlagGroup)
+router_app.command("train", cls=_HelpFlagCommand)(router_commands.train)
 app.add_typer(router_app, name="router")
 
 

@@ -370,6 +370,14 @@ def test_help_shows_flags_without_a_value(command: tuple[str, ...]) -> None:
     # typer 0.29 writes `<bool>` beside every flag, as if `--json true` were how to write it (it is an error).
     result = invoke(*command, "--help")
     assert_exit(result, 0)
-    flags = [line for line in result.stdout.splitlines() if "--json" in line]
+    flags = [line for line in result.stdout.splitlines() if "--json" in line or "--help" in line]
+    assert len(flags) >= 2 and all("<bool>" not in line for line in flags), flags
+
+
+@pytest.mark.parametrize("command", [(), ("eval",), ("router",)])
+def test_group_help_shows_help_without_a_value(command: tuple[str, ...]) -> None:
+    result = invoke(*command, "--help")
+    assert_exit(result, 0)
+    flags = [line for line in result.stdout.splitlines() if "--help" in line]
     assert flags and all("<bool>" not in line for line in flags), flags
 
