@@ -114,9 +114,10 @@ class CodeEndWatch:
         while (newline := text.find("\n", self._scanned)) >= 0:
             start = self._scanned
             line, self._scanned = text[start:newline], newline + 1
+            was_in_code = self._in_python_code()  # False on the line that opens the block: not code itself
             if self._line_ends_code(line):
                 return self._scanned
-            if self._asked and self._in_python_code() and self._beyond_asked(line, start):
+            if self._asked and was_in_code and self._beyond_asked(line, start):
                 return self._run_start if self._run_start is not None else start
         return None
 
@@ -137,14 +138,24 @@ class CodeEndWatch:
         definition = _TOP_DEFINITION.match(line)
         name = next((g for g in definition.groups() if g), None) if definition else None
         if self._asked_written and not line.startswith(("import ", "from ")) and not (
-                name is not None and (name in self._asked or re.search(rf"\b{re.escape(name)}\b",
-                                                                        "\n".join(self._code)))):
+                name is not None and (name in self._asked or self._code_uses(name))):
             return True
         if name in self._asked and line.lstrip().startswith(("def ", "async ")):
             self._asked_written = True
         self._run_start = None
         self._code.append(line)
         return False
+
+    def _code_uses(self, name: str) -> bool:
+        """Whether the code so far reads `name` as a global: a helper or constant it needs. A parameter or local
+        of the same name does not count (`lst = [...]` after `def f(lst):` starts a usage example); code that
+        does not parse yet is searched for the name as a word."""
+        code = "\n".join(self._code)
+        try:
+            tree = ast.parse(code)
+        except (SyntaxError, ValueError):
+            return re.search(rf"\b{re.escape(name)}\b", code) is not None
+        return name in _free_names(tree)
 
     def _line_ends_code(self, line: str) -> bool:
         stripped = line.strip()
@@ -160,6 +171,39 @@ class CodeEndWatch:
             self._fence = ""
             return self._python
         return False
+
+
+def _free_names(scope: ast.AST) -> set[str]:
+    """Names read in `scope` that it does not bind itself (parameters, assignments, loop targets, imports, nested
+    definitions' names): the names it takes from the enclosing scope."""
+    bound: set[str] = set()
+    read: set[str] = set()
+    declared: set[str] = set()
+    if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        arguments = scope.args
+        bound |= {a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]}
+        bound |= {a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None}
+    body = scope.body if isinstance(scope, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+        else [scope.body] if isinstance(scope, ast.Lambda) else []
+    pending: list[ast.AST] = list(body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            if not isinstance(node, ast.Lambda):
+                bound.add(node.name)
+                pending.extend([*node.decorator_list, *getattr(node, "bases", [])])
+            if not isinstance(node, ast.ClassDef):  # defaults are read where the function is defined
+                pending.extend([*node.args.defaults, *filter(None, node.args.kw_defaults)])
+            read |= _free_names(node)  # what a nested scope reads from outside it may be ours or the module's
+            continue
+        if isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, (ast.Store, ast.Del)) else read).add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared |= set(node.names)  # assigned here, but the variable lives outside
+        pending.extend(ast.iter_child_nodes(node))
+    return read | declared if isinstance(scope, ast.Module) else (read - bound) | declared
 
 
 def _parses(code: str) -> bool:

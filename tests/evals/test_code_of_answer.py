@@ -101,6 +101,8 @@ def test_asked_functions_are_the_top_level_signatures_of_the_task() -> None:
     "\nassert below_zero([-1])\n",
     '\ndef below_zero_fast(operations):\n    """Faster."""\n',  # a second variant nobody asked for
     "\nresult = below_zero([1])\n",
+    # a usage example that names its data like the parameter (HumanEval/94: `lst = [...]` after `def f(lst):`)
+    "\n# Test the function\noperations = [1, -2]\nprint(below_zero(operations))\n",
 ])
 def test_after_the_asked_function_the_code_ends_before_examples_tests_and_variants(after: str) -> None:
     answer = "Here it is:\n```python\n" + BODY + after + "```\nDone."
@@ -114,6 +116,22 @@ def test_helpers_imports_and_constants_the_function_uses_are_kept() -> None:
             "\n\nfrom itertools import accumulate\n\n# the helper\n@staticmethod\ndef _first_negative(ops):\n"
             "    return next((b for b in accumulate(ops) if b < LIMIT), None)\n\nLIMIT = 0\n")
     answer = "```python\n" + body + "```\nDone."
+    assert _first_end(CHAT_PROMPT, answer, asked_functions(SIGNATURE_TASK)) == answer[: answer.index("Done.")]
+
+
+@pytest.mark.parametrize("body, after", [
+    # a constant read through `global`, and one read by a default value
+    ("def below_zero(operations):\n    global calls\n    calls += 1\n    return False\n", "\ncalls = 0\n"),
+    ("def below_zero(operations, limit=LIMIT):\n    return False\n", "\nLIMIT = 0\n"),
+    # a helper read inside a lambda, a comprehension and a nested function
+    ("def below_zero(operations):\n    key = lambda o: weight(o)\n    return False\n",
+     "\ndef weight(o):\n    return o\n"),
+    ("def below_zero(operations):\n    return any(ok(o) for o in operations)\n", "\nok = bool\n"),
+    ("def below_zero(operations):\n    def inner(o):\n        return SCALE * o\n    return False\n",
+     "\nSCALE = 2\n"),
+])
+def test_names_the_function_reads_from_outside_are_kept(body: str, after: str) -> None:
+    answer = "```python\n" + body + after + "```\nDone."
     assert _first_end(CHAT_PROMPT, answer, asked_functions(SIGNATURE_TASK)) == answer[: answer.index("Done.")]
 
 
