@@ -7,12 +7,14 @@ Variants (each a set of overrides on the shipped config's router model and route
   q4_1-whole      the file as shipped (Q4_1), f16 keys, the whole task read (the setup before these knobs)
   q4_1            Q4_1 weights, f16 keys, max_task_tokens 48
   bf16            weights converted to BF16, f16 keys, max_task_tokens 48
-  bf16+k_q8_0     BF16 weights, q8_0 keys, max_task_tokens 48 (the shipped config)
+  bf16+k_q8_0     BF16 weights, q8_0 keys, max_task_tokens 48
   q8_0+k_q8_0     weights converted to Q8_0, q8_0 keys, max_task_tokens 48
   head            BF16 weights, q8_0 keys, max_task_tokens 48, decisions by the route head (router-head.json)
   head-LN         the same with the router cut to its first N blocks (`layers`: 4, 6, 8, 12, 16, 20); its head is
                   trained here on 40 corpus tasks per route, which is enough to time it (accuracy: routing_loso.py)
   head-q4_0       the head variant with the weights converted to Q4_0 instead of BF16 (a head trained here too)
+  head-q4_0-shipped  Q4_0 weights, q8_0 keys, max_task_tokens 48, the shipped head (router-head-q4_0.json): the
+                  shipped config
 Prints p50/p95 of route latency per variant (the first decision, which builds the prefix, left out) and each
 variant's p50 ratio to q4_1-whole.
 """
@@ -54,6 +56,7 @@ for _n in CUT_LAYERS:
     VARIANTS[f"head-L{_n}"] = [*VARIANTS["head"][:3], f"models.router.layers={_n}", "router.calibration=null"]
 # BF16 weights need AVX512_BF16 to be fast; without it, the 4-bit layout llama.cpp repacks for AVX2 may read faster.
 VARIANTS["head-q4_0"] = ['models.router.weights_type="q4_0"', *VARIANTS["head"][1:3], "router.calibration=null"]
+VARIANTS["head-q4_0-shipped"] = [*VARIANTS["head-q4_0"], 'router.head="router-head-q4_0.json"']
 # Label-logit variants score with the calibration fitted on the dev set for the label-logit router
 # (router.calibration before the route head replaced it).
 LABEL_LOGIT_CALIBRATION = 'router.calibration={"scale": 3.1602, "offsets": {"coder": 0.0, "algorithm": -2.5692}}'
@@ -99,7 +102,7 @@ def main() -> None:
 
 def _with_head(config: str | None, name: str, scratch: Path) -> list[str]:
     """The variant's overrides; a cut or converted router gets a head trained for it, written into `scratch`."""
-    if not name.startswith("head-"):
+    if not name.startswith("head-") or name.endswith("-shipped"):
         return VARIANTS[name]
     head = scratch / f"{name}.json"
     with Pipeline(load_with_overrides(config, [*VARIANTS[name], "router.head=null"])) as pipeline:

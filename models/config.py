@@ -325,7 +325,8 @@ class RouterConfig(StrictModel):
     head: str | None = Field(
         None,
         description="Route head file trained with `ggroute router train` (relative to config.json's folder, or "
-        "`pkg:ggroute.models/router-head.json` for the shipped one): "
+        "`pkg:ggroute.models/router-head-q4_0.json` for the shipped one, `pkg:ggroute.models/router-head.json` "
+        "for the same router with BF16 weights): "
         "decisions come from the router model's hidden state through this head instead of the label logits. "
         "It must match the router model, its settings, instruction, examples and routes.",
     )

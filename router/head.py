@@ -221,9 +221,9 @@ def _backtrack(loss_grad: LossGrad, theta: FloatArray, loss: float, step: FloatA
     return theta, loss, grad, probs, False
 
 
-# The heads installed with ggroute (`"head": "pkg:ggroute.models/NAME"`): for the shipped router as configured,
-# and for the same router with Q4_0 weights (CPUs without AVX512_BF16, docs/routing.md).
-SHIPPED_HEADS = ("pkg:ggroute.models/router-head.json", "pkg:ggroute.models/router-head-q4_0.json")
+# The heads installed with ggroute (`"head": "pkg:ggroute.models/NAME"`): for the shipped router as configured
+# (Q4_0 weights), and for the same router with BF16 weights (docs/routing.md).
+SHIPPED_HEADS = ("pkg:ggroute.models/router-head-q4_0.json", "pkg:ggroute.models/router-head.json")
 
 
 def load_head(path: Path, routes: list[str], identity: dict[str, str]) -> RouteHead:

@@ -202,11 +202,11 @@ def test_a_router_that_only_routes_is_ranked_by_prompt_speed(write_config, test_
 def test_applying_router_weights_names_the_shipped_head_that_matches_or_says_retrain(routed_config) -> None:
     """The route head is trained for the router's weights and keys: --apply says when it no longer matches."""
     config = routed_config()
-    result = invoke("bench", "router", *TINY, "--weights-type", "q4_0", "--apply", "--json", "-c", str(config))
+    result = invoke("bench", "router", *TINY, "--weights-type", "bf16", "--apply", "--json", "-c", str(config))
     assert result.exit_code == 0, result.output
     applied = json.loads(result.stdout)["applied"]
-    assert json.loads(config.read_text())["models"]["router"]["weights_type"] == "q4_0"
-    assert "the shipped head pkg:ggroute.models/router-head-q4_0.json matches the new ones" in applied["head_warning"]
+    assert json.loads(config.read_text())["models"]["router"]["weights_type"] == "bf16"
+    assert "the shipped head pkg:ggroute.models/router-head.json matches the new ones" in applied["head_warning"]
     # keys no shipped head was trained with: retrain, and where the previous config is
     result = invoke("bench", "router", *TINY, "--cache-type-k", "f16", "--apply", "--json", "-c", str(config))
     assert result.exit_code == 0, result.output
@@ -214,7 +214,7 @@ def test_applying_router_weights_names_the_shipped_head_that_matches_or_says_ret
     assert "retrain it with `ggroute router train`" in applied["head_warning"]
     assert applied["backup"] in applied["head_warning"]
     # settings the head was trained for: nothing to say
-    result = invoke("bench", "router", *TINY, "--weights-type", "bf16", "--cache-type-k", "q8_0", "--apply",
+    result = invoke("bench", "router", *TINY, "--weights-type", "q4_0", "--cache-type-k", "q8_0", "--apply",
                     "--json", "-c", str(config))
     assert result.exit_code == 0, result.output
     assert "head_warning" not in json.loads(result.stdout)["applied"]

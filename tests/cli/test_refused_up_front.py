@@ -31,7 +31,7 @@ def test_serve_refuses_an_unknown_log_level() -> None:
 
 def test_config_check_refuses_a_route_head_that_routing_would_refuse(write_config: Callable[..., Path]) -> None:
     missing = copy.deepcopy(SHIPPED)
-    missing["router"]["head"] = "router-head.json"  # config.json's value, copied to another folder
+    missing["router"]["head"] = "router-head-q4_0.json"  # config.json's value, copied to another folder
     renamed = copy.deepcopy(SHIPPED)
     renamed["router"]["routes"] = {"coder": renamed["router"]["routes"]["coder"],
                                    "algo": renamed["router"]["routes"]["algorithm"]}

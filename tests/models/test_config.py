@@ -395,11 +395,16 @@ AVX2_ONLY = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 
 WITH_BF16 = AVX2_ONLY + "AVX512 = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 | "
 
 
-def test_bf16_weights_without_avx512_bf16_get_advice_with_the_shipped_q4_0_head() -> None:
+def test_bf16_weights_without_avx512_bf16_get_advice_with_the_q4_0_head() -> None:
     from ggroute.models.llamacpp.runtime import parse_system_info, weights_type_warnings
 
     assert "AVX2" in parse_system_info(AVX2_ONLY) and "AVX512_BF16" not in parse_system_info(AVX2_ONLY)
-    shipped = load_config(packaged_default_config()).config
+    data = json.loads(packaged_default_config().read_text(encoding="utf-8"))
+    assert data["models"]["router"]["weights_type"] == "q4_0"  # the shipped router: nothing to warn about
+    assert weights_type_warnings(load_config(packaged_default_config()).config, parse_system_info(AVX2_ONLY)) == []
+    data["models"]["router"]["weights_type"] = "bf16"
+    data["router"]["head"] = "pkg:ggroute.models/router-head.json"
+    shipped = parse_config(json.dumps(data), packaged_default_config()).config
     [warning] = weights_type_warnings(shipped, parse_system_info(AVX2_ONLY))
     assert warning.startswith("models.router.weights_type is bf16, but this CPU has no AVX512_BF16")
     assert '"head": "pkg:ggroute.models/router-head-q4_0.json"' in warning

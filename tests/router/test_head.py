@@ -113,7 +113,7 @@ def test_head_and_calibration_together_are_a_config_error(tmp_path: Path) -> Non
     from tests.conftest import SHIPPED
 
     data = json.loads(json.dumps(SHIPPED))
-    data["router"]["head"] = "router-head.json"
+    data["router"]["head"] = "router-head-q4_0.json"
     data["router"]["calibration"] = {"scale": 1.0, "offsets": {"coder": 0.0, "algorithm": 0.0}}
     with pytest.raises(ConfigError, match="set router.head or router.calibration, not both"):
         parse_config(json.dumps(data), tmp_path / "config.json")

@@ -178,12 +178,12 @@ def test_the_field_report_request_routes_to_coder(shipped_pipeline: Pipeline) ->
 
 
 @pytest.mark.slow
-def test_the_shipped_q4_0_head_routes_the_router_with_q4_0_weights(routed_config) -> None:
-    """router-head-q4_0.json, for a CPU without AVX512_BF16 (docs/routing.md), matches the shipped router with
-    `"weights_type": "q4_0"`: a change to the router's prefix or model must retrain it too, or this fails."""
+def test_the_bf16_head_routes_the_router_with_bf16_weights(routed_config) -> None:
+    """router-head.json, for the shipped router with `"weights_type": "bf16"` (docs/routing.md), matches it: a
+    change to the router's prefix or model must retrain it too, or this fails."""
     def edit(data: dict) -> None:
-        data["models"]["router"]["weights_type"] = "q4_0"
-        data["router"]["head"] = "pkg:ggroute.models/router-head-q4_0.json"
+        data["models"]["router"]["weights_type"] = "bf16"
+        data["router"]["head"] = "pkg:ggroute.models/router-head.json"
 
     with Pipeline(load(routed_config(edit))) as pipeline:
         for task, expected in [*CLEAR_CASES, ("Create functions for add, subtract, multiply, and divide", "coder")]:

@@ -34,11 +34,11 @@ def test_an_unusable_log_file_is_refused_before_listening(write_config: Callable
 
 def test_a_missing_route_head_is_refused_before_listening(write_config: Callable[..., Path]) -> None:
     data = copy.deepcopy(SHIPPED)
-    data["router"]["head"] = "router-head.json"  # as config.json has it, copied to another folder
+    data["router"]["head"] = "router-head-q4_0.json"  # as config.json has it, copied to another folder
     config = write_config(data)
     result = CliRunner().invoke(app, ["serve", "--config", str(config), "--port", "0"])
     assert result.exit_code == 2
-    assert "route head file not found" in result.output and "pkg:ggroute.models/router-head.json" in result.output
+    assert "route head file not found" in result.output and "pkg:ggroute.models/router-head-q4_0.json" in result.output
 
 
 def test_serve_help_is_listed() -> None:
