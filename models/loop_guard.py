@@ -27,8 +27,13 @@ with one number or short code span (`-t`) changed: a model explaining made-up fl
 counting cycle needs no substance: sixteen lines of nothing but indentation are a loop as well (empty lines
 never are).
 
+A long sentence (a comment or prose line of at least `_RECURRING_LINE_ALNUM` letters and digits) written a third
+time among the last `max_cycle_lines` lines is a loop even when it is no cycle: small models rotate a few such
+lines in no fixed order (`# If the sum ... is greater ...`, `... less ...`, `... equal ...`). Long code or
+command lines are not held to this (they repeat on purpose in examples).
+
 When it fires, the text is cut after the first occurrence of the cycle: what the model said once is kept,
-its repeats are dropped.
+its repeats are dropped (for a rotating sentence: cut before its third copy).
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ from typing import Literal
 _SUBSTANTIAL_CHARS = 4  # a cycle needs a line with at least this many non-blank characters
 _LONG_CYCLE_CHARS = 100  # a cycle with at least this many non-blank characters is a loop at its third copy
 _LONG_CYCLE_REPEATS = 3
+# A sentence with at least this many letters and digits, written a third time among the last max_cycle_lines lines
+# in any order, is a loop (_recurring_long_line); long code and command lines that repeat on purpose are not prose.
+_RECURRING_LINE_ALNUM = 80
 _COUNTING_LINES = 16  # a counting cycle of 1-3 lines is a loop once it fills this many lines
 # A counting line that gets longer each time (`f([1, 2])`, `f([1, 2, 3])`, ...) costs more tokens with every copy:
 # it is a loop at 8 lines, when their count of numbers never falls and has grown by at least 4.
@@ -126,7 +134,20 @@ class LoopGuard:
         return None
 
     def _line_cycle(self, text: str) -> Loop | None:
-        return self._cycle_in(self._lines, text, counting=False) or self._cycle_in(self._masked, text, counting=True)
+        return (self._cycle_in(self._lines, text, counting=False) or self._cycle_in(self._masked, text, counting=True)
+                or self._recurring_long_line(text))
+
+    def _recurring_long_line(self, text: str) -> Loop | None:
+        """A long sentence (a comment or prose line) written a third time among the last `max_cycle_lines`
+        lines, in any order with others (three comment lines that take turns: `# If the sum ... is greater
+        ...`, `... less ...`, `... equal ...`): a loop that is no cycle. Cut before the third copy."""
+        line = self._lines[-1]
+        if sum(c.isalnum() for c in line) < _RECURRING_LINE_ALNUM or not _is_sentence([line.lstrip("# ")]):
+            return None
+        window = self._lines[-self.max_cycle_lines - 1:-1]
+        if window.count(line) < _LONG_CYCLE_REPEATS - 1:
+            return None
+        return Loop(self._line_starts[-1], line + "\n", _LONG_CYCLE_REPEATS, "exact")
 
     def _repeats_needed(self, cycle: list[str], *, counting: bool) -> int:
         long_cycle = sum(len(line.strip()) for line in cycle) >= _LONG_CYCLE_CHARS

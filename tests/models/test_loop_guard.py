@@ -281,3 +281,20 @@ def test_no_loop_guard_on_the_command_line(flags: tuple[str, ...], finish: str) 
         check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["finish_reason"] == finish
+
+
+def test_long_comment_sentences_that_take_turns_are_a_loop_at_a_third_copy() -> None:
+    # HumanEval/122 on the algorithm model: three comment lines in no fixed order, none a cycle.
+    sentence = ("    # If the sum of the elements with the first k elements is {} the sum of the elements with the "
+                "second k elements, then return the sum of the elements with the second k elements\n")
+    turns = [sentence.format(w) for w in ("greater than", "less than", "equal to", "less than", "equal to",
+                                          "greater than", "less than")]
+    text = "def f(arr, k):\n" + "".join(turns)
+    guard = LoopGuard(min_repeats=4, max_cycle_lines=24)
+    loop = guard.feed(text, 0)
+    assert loop is not None and text[: loop.keep_chars] == "def f(arr, k):\n" + "".join(turns[:6])
+    # a long command line written three times on purpose is not prose: not a loop
+    command = ("    aws emr create-cluster --instance-groups InstanceGroupType=MASTER,InstanceCount=1,"
+               "InstanceType=m4.large InstanceGroupType=CORE,InstanceCount=2 \\\n")
+    examples = "".join(command + f"    --name cluster-{i}\n\n" for i in range(3))
+    assert LoopGuard(min_repeats=4, max_cycle_lines=24).feed(examples, 0) is None
