@@ -25,7 +25,7 @@ def format_validation_error(
     locate: Callable[[list[int | str]], tuple[str, list[int | str]]] | None = None,
 ) -> str:
     """One line per problem: `field: message (got VALUE)`. `locate` may turn a location prefix into a label."""
-    lines = [f"{source}: {exc.error_count()} problem(s) in {what}:"]
+    problems = []
     for err in exc.errors():
         where, loc = locate(list(err["loc"])) if locate else ("", list(err["loc"]))
         field = ".".join(str(part) for part in loc) or "(top level)"
@@ -34,7 +34,14 @@ def format_validation_error(
             message = f"unknown key (check the spelling; see {docs} for the fields)"
         elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict | list):
             message += f" (got {_as_json(err['input'])})"
-        lines.append(f"  {where}{field}: {message}")
+        problems.append((f"{where}{field}", message))
+    return format_problems(source, problems, what=what)
+
+
+def format_problems(source: Path, problems: list[tuple[str, str]], *, what: str) -> str:
+    """The heading and one `field: message` line per problem, as every schema error reads."""
+    lines = [f"{source}: {len(problems)} problem(s) in {what}:"]
+    lines += [f"  {field}: {message}" for field, message in problems]
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ggroute.core.errors import ConfigError, ModelFileError, UnknownModelError
 from ggroute.core.files import parse_json, read_text
-from ggroute.core.schema import StrictModel, format_validation_error
+from ggroute.core.schema import StrictModel, format_problems, format_validation_error
 from ggroute.models.hub_ref import HubRefError, is_hub_ref, parse_hub_ref
 from ggroute.models.locate import PACKAGE_PREFIX, resolve_package_file
 
@@ -384,49 +384,61 @@ class AppConfig(StrictModel):
     router: RouterConfig | None = Field(None, description="Routing; only `ggroute run` and `route` need it.")
     server: ServerConfig = Field(default_factory=ServerConfig, description="`ggroute serve` (docs/server.md).")
 
-    @model_validator(mode="after")
-    def _references_exist(self) -> AppConfig:
-        names = [("model", n) for n in self.models]
-        names += [("route", n) for n in (self.router.routes if self.router is not None else {})]
-        for kind, name in names:
-            if not NAME_PATTERN.fullmatch(name):
-                raise ValueError(f"{kind} name {json.dumps(name, ensure_ascii=False)} is not usable: names are "
-                                 "letters, digits and . _ : - (starting with a letter or digit), because the CLI, "
-                                 "the request log and the server's URLs and `model` field carry them")
-            if name == "auto":
-                raise ValueError(f"{kind} name 'auto' is taken: `ggroute serve` answers model 'auto' by routing; "
-                                 f"rename the {kind}")
-        for name, model in self.models.items():
-            if model.path is None and not model.is_remote and name not in DEFAULT_PATH_BY_ROLE:
-                raise ValueError(f"model '{name}' has no path (only router, coder and algorithm have defaults)")
-        if self.router is not None:
-            known = ", ".join(self.models)
-            if self.router.model not in self.models:
-                raise ValueError(f"router.model '{self.router.model}' is not a model in `models` ({known})")
-            if self.models[self.router.model].is_remote:
-                raise ValueError(f"router.model '{self.router.model}' is a remote model: the router reads a local "
-                                 "model's logits and hidden state, so it must be backend llama.cpp")
-            for route_name, route in self.router.routes.items():
-                if route.model in self.models and self.models[route.model].layers is not None:
-                    raise ValueError(
-                        f"route '{route_name}' names model '{route.model}', which keeps only "
-                        f"{self.models[route.model].layers} of its blocks (layers): a cut model cannot generate "
-                        "text; give the route another model, or remove layers"
-                    )
-                if route.model not in self.models:
-                    raise ValueError(
-                        f"route '{route_name}' names model '{route.model}', which is not in `models` ({known})"
-                    )
-                if route.fallback is not None and route.fallback not in self.models:
-                    raise ValueError(f"route '{route_name}' names fallback '{route.fallback}', which is not in "
-                                     f"`models` ({known})")
-                if route.fallback == route.model:
-                    raise ValueError(f"route '{route_name}' names its own model '{route.model}' as its fallback: "
-                                     "name another model or remove fallback")
-                if route.fallback is not None and not self.models[route.model].is_remote:
-                    raise ValueError(f"route '{route_name}' has a fallback but its model '{route.model}' is local: "
-                                     "fallback covers a remote model's server only; remove it")
-        return self
+
+def reference_problems(config: AppConfig) -> list[tuple[str, str]]:
+    """(field, message) for every name in the config that refers to nothing usable: all of them, so that one
+    run of `ggroute config check` lists what to fix instead of one problem per try."""
+    problems: list[tuple[str, str]] = []
+    names = [("model", f"models.{n}", n) for n in config.models]
+    names += [("route", f"router.routes.{n}", n) for n in (config.router.routes if config.router is not None else {})]
+    for kind, field, name in names:
+        if not NAME_PATTERN.fullmatch(name):
+            problems.append((field, f"{kind} name {json.dumps(name, ensure_ascii=False)} is not usable: names are "
+                                    "letters, digits and . _ : - (starting with a letter or digit), because the CLI, "
+                                    "the request log and the server's URLs and `model` field carry them"))
+        elif name == "auto":
+            problems.append((field, f"{kind} name 'auto' is taken: `ggroute serve` answers model 'auto' by routing; "
+                                    f"rename the {kind}"))
+    for name, model in config.models.items():
+        if model.path is None and not model.is_remote and name not in DEFAULT_PATH_BY_ROLE:
+            problems.append((f"models.{name}.path",
+                             f"model '{name}' has no path (only router, coder and algorithm have defaults)"))
+    if config.router is not None:
+        problems += _router_reference_problems(config.router, config.models)
+    return problems
+
+
+def _router_reference_problems(router: RouterConfig, models: dict[str, ModelConfig]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    known = ", ".join(models)
+    if router.model not in models:
+        problems.append(("router.model", f"'{router.model}' is not a model in `models` ({known})"))
+    elif models[router.model].is_remote:
+        problems.append(("router.model", f"'{router.model}' is a remote model: the router reads a "
+                                         "local model's logits and hidden state, so it must be backend llama.cpp"))
+    for route_name, route in router.routes.items():
+        field = f"router.routes.{route_name}"
+        if route.model not in models:
+            problems.append((f"{field}.model", f"route '{route_name}' names model '{route.model}', which is not in "
+                                               f"`models` ({known})"))
+        elif models[route.model].layers is not None:
+            problems.append((f"{field}.model",
+                             f"route '{route_name}' names model '{route.model}', which keeps only "
+                             f"{models[route.model].layers} of its blocks (layers): a cut model cannot generate "
+                             "text; give the route another model, or remove layers"))
+        if route.fallback is None:
+            continue
+        if route.fallback not in models:
+            problems.append((f"{field}.fallback", f"route '{route_name}' names fallback '{route.fallback}', which is "
+                                                  f"not in `models` ({known})"))
+        elif route.fallback == route.model:
+            problems.append((f"{field}.fallback", f"route '{route_name}' names its own model '{route.model}' as its "
+                                                  "fallback: name another model or remove fallback"))
+        if route.model in models and not models[route.model].is_remote:
+            problems.append((f"{field}.fallback", f"route '{route_name}' has a fallback but its model "
+                                                  f"'{route.model}' is local: fallback covers a remote model's server "
+                                                  "only; remove it"))
+    return problems
 
 
 @dataclass(frozen=True)
@@ -528,4 +540,6 @@ def parse_config(text: str, source: Path) -> LoadedConfig:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc, what="config", docs="docs/config.md")) from None
+    if problems := reference_problems(config):
+        raise ConfigError(format_problems(source, problems, what="config"))
     return LoadedConfig(config=config, source=source.resolve())

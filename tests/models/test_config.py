@@ -86,6 +86,21 @@ def test_model_without_path_outside_known_roles_is_rejected(write_config) -> Non
     assert "model 'writer' has no path" in message
 
 
+def test_every_reference_problem_is_listed_at_once(write_config) -> None:
+    """A user fixing a config sees all the names that point nowhere in one run, each under its own field."""
+    message = _error(write_config, {
+        "models": {"coder": {}, "writer": {"context_size": 2048}},
+        "router": {"model": "rtr", "default_route": "coder",
+                   "routes": {"coder": {"model": "coder", "description": "d"},
+                              "algorithm": {"model": "nada", "description": "d"}}},
+    })
+    assert "3 problem(s) in config" in message
+    assert "  models.writer.path: model 'writer' has no path" in message
+    assert "  router.model: 'rtr' is not a model in `models` (coder, writer)" in message
+    assert "  router.routes.algorithm.model: route 'algorithm' names model 'nada', which is not in" in message
+    assert "router.routes.coder" not in message
+
+
 def test_unknown_key_names_file_and_dotted_location(write_config, tmp_path: Path) -> None:
     message = _error(write_config, {"models": {"coder": {"context_size": 1024, "foo": 1}}})
     assert str(tmp_path / "config.json") in message
@@ -333,7 +348,7 @@ def test_default_log_path_uses_xdg_state_home(write_config, tmp_path: Path) -> N
 def test_router_naming_unknown_model_rejected(write_config) -> None:
     data = {**USERS_CONFIG, "router": {**ROUTER_SECTION, "model": "classifier"}}
     message = _error(write_config, data)
-    assert "router.model 'classifier' is not a model" in message
+    assert "router.model: 'classifier' is not a model" in message
 
 
 def test_route_naming_unknown_model_rejected(write_config) -> None:
@@ -346,7 +361,7 @@ def test_router_defaults_to_model_named_router(write_config) -> None:
     models = {k: v for k, v in USERS_CONFIG["models"].items() if k != "router"}
     router = {k: v for k, v in ROUTER_SECTION.items() if k != "model"}
     message = _error(write_config, {"models": models, "router": router})
-    assert "router.model 'router' is not a model" in message
+    assert "router.model: 'router' is not a model" in message
 
 
 def test_valid_router_section(write_config) -> None:

@@ -99,7 +99,7 @@ def test_the_router_model_cannot_be_remote(tmp_path: Path) -> None:
     path.write_text(json.dumps({"models": {"router": REMOTE, "coder": {"path": SMOLLM2_PATH}},
                                 "router": {"model": "router", "default_route": "c",
                                            "routes": {"c": {"model": "coder", "description": "code"}}}}))
-    with pytest.raises(ConfigError, match="router.model 'router' is a remote model"):
+    with pytest.raises(ConfigError, match="router.model: 'router' is a remote model"):
         load_config(path)
 
 
