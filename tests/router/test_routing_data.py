@@ -20,7 +20,7 @@ def rows(name: str) -> list[dict[str, str]]:
 
 SETS = ("routing_dev.jsonl", "routing_holdout.jsonl", "routing_fresh.jsonl", "routing_final.jsonl",
         "routing_final2.jsonl", "routing_final3.jsonl", "routing_depth_choice.jsonl", "routing_final4.jsonl",
-        "routing_final5.jsonl")
+        "routing_final5.jsonl", "routing_final6.jsonl")
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ SETS = ("routing_dev.jsonl", "routing_holdout.jsonl", "routing_fresh.jsonl", "ro
     [("routing_dev.jsonl", 150), ("routing_holdout.jsonl", 50), ("routing_fresh.jsonl", 100),
      ("routing_final.jsonl", 150), ("routing_final2.jsonl", 150), ("routing_final3.jsonl", 150),
      ("routing_depth_choice.jsonl", 120), ("routing_final4.jsonl", 150),
-     ("routing_final5.jsonl", 150)],
+     ("routing_final5.jsonl", 150), ("routing_final6.jsonl", 200)],
 )
 def test_sets_are_large_balanced_and_labeled_with_shipped_routes(name: str, minimum: int) -> None:
     data = rows(name)
