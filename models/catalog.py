@@ -7,7 +7,7 @@ memory plan need a GGUF file); `entry()` gives either kind (the pool and generat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -32,6 +32,8 @@ class ModelSpec:
     path: Path
     info: GGUFInfo
     plan: ModelPlan
+    prompt_path: Path | None = None  # the prompt_weights_type copy that reads its prompts, if configured
+    prompt_info: GGUFInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,14 @@ class BudgetPlan:
         return self.total_bytes <= self.budget_bytes
 
 
-def _plan(name: str, info: GGUFInfo, settings: ModelConfig) -> ModelPlan:
-    return plan_model(name, info, settings.context_size, settings.n_batch, settings.swa_full,
-                      key_type=settings.cache_type_k, n_gpu_layers=settings.n_gpu_layers)
+def plan_at(name: str, info: GGUFInfo, settings: ModelConfig, context_size: int,
+            prompt_info: GGUFInfo | None = None) -> ModelPlan:
+    """The model's memory at `context_size`, with its prompt_weights_type copy (`prompt_info`) when it has one."""
+    plan = plan_model(name, info, context_size, settings.n_batch, settings.swa_full, key_type=settings.cache_type_k,
+                      n_gpu_layers=settings.n_gpu_layers)
+    if prompt_info is None:
+        return plan
+    return replace(plan, prompt_copy_bytes=plan_at(name, prompt_info, settings, context_size).own_bytes)
 
 
 class ModelCatalog:
@@ -148,8 +155,20 @@ class ModelCatalog:
         problem = key_type_problem(info, settings.cache_type_k)
         if problem is not None:
             raise ConfigError(f"{self.loaded.source}: models.{name}.cache_type_k: {problem}")
-        spec = self._specs[name] = ModelSpec(name, settings, path, info, _plan(name, info, settings))
+        spec = self._specs[name] = self._spec_of(name, settings, path, info)
         return spec
+
+    def _spec_of(self, name: str, settings: ModelConfig, path: Path, info: GGUFInfo) -> ModelSpec:
+        if settings.prompt_weights_type is None:
+            return ModelSpec(name, settings, path, info, plan_at(name, info, settings, settings.context_size))
+        if info.sliding_window is not None:
+            raise ConfigError(f"{self.loaded.source}: models.{name}.prompt_weights_type: {path.name} has "
+                              "sliding-window layers, whose KV cache a copy cannot hand over; remove "
+                              "prompt_weights_type")
+        copy_path = self.path_of(name, settings.model_copy(update={"weights_type": settings.prompt_weights_type}))
+        copy_info = self._info(copy_path)
+        plan = plan_at(name, info, settings, settings.context_size, copy_info)
+        return ModelSpec(name, settings, path, info, plan, copy_path, copy_info)
 
     def spec_with(self, name: str, overrides: dict[str, object]) -> ModelSpec:
         """The model with some settings replaced (a benchmark sweep), validated like config.json."""
@@ -161,8 +180,7 @@ class ModelCatalog:
         except ValidationError as exc:
             raise UsageError(f"invalid settings for model '{name}': {exc.errors()[0]['msg']} ({overrides})") from None
         path = base.path if settings.weights_type == base.settings.weights_type else self.path_of(name, settings)
-        info = self._info(path)
-        return ModelSpec(name, settings, path, info, _plan(name, info, settings))
+        return self._spec_of(name, settings, path, self._info(path))
 
     def budget_plan(self) -> BudgetPlan:
         """All local models loaded at once, weights of a shared file counted once (remote ones take nothing)."""

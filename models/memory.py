@@ -77,17 +77,18 @@ class ModelPlan:
     compute_bytes: int
     shares_weights_with: str | None = None  # another role already counts this file's weights
     repacked_bytes: int = 0  # the CPU backend's interleaved copy of some weights: each loaded model has its own
+    prompt_copy_bytes: int = 0  # the prompt_weights_type copy: its weights, KV cache and compute buffers
 
     @property
     def own_bytes(self) -> int:
         """What loading this model adds while nothing else is loaded."""
-        return self.weight_bytes + self.repacked_bytes + self.kv_bytes + self.compute_bytes
+        return self.weight_bytes + self.repacked_bytes + self.kv_bytes + self.compute_bytes + self.prompt_copy_bytes
 
     @property
     def added_bytes(self) -> int:
         """What it adds in the plan, where shared weights are counted once."""
         weights = 0 if self.shares_weights_with else self.weight_bytes
-        return weights + self.repacked_bytes + self.kv_bytes + self.compute_bytes
+        return weights + self.repacked_bytes + self.kv_bytes + self.compute_bytes + self.prompt_copy_bytes
 
 
 def plan_model(

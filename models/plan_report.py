@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ggroute.core.errors import GgrouteError, HubUnreachableError, ModelNotDownloadedError
-from ggroute.models.catalog import ModelCatalog
-from ggroute.models.config import ModelConfig
+from ggroute.models.catalog import ModelCatalog, plan_at
 from ggroute.models.gguf_info import GGUFInfo
 from ggroute.models.hub_ref import parse_hub_ref
-from ggroute.models.memory import KV_TABLE_CONTEXTS, ModelPlan, plan_model
+from ggroute.models.memory import KV_TABLE_CONTEXTS, ModelPlan
 
 
 @dataclass(frozen=True)
@@ -63,14 +62,12 @@ def machine_ram_bytes() -> int:
     return total
 
 
-def _plan_at(name: str, info: GGUFInfo, settings: ModelConfig, context_size: int) -> ModelPlan:
-    return plan_model(name, info, context_size, settings.n_batch, settings.swa_full, key_type=settings.cache_type_k,
-                      n_gpu_layers=settings.n_gpu_layers)
-
-
-def _header(catalog: ModelCatalog, name: str, remote_headers: bool) -> tuple[str, GGUFInfo]:
+def _header(catalog: ModelCatalog, name: str,
+            remote_headers: bool) -> tuple[str, GGUFInfo, GGUFInfo | None]:
+    """Where the header came from, the model's header and its prompt copy's (only once the file is here)."""
     try:
-        return "file", catalog.spec(name).info
+        spec = catalog.spec(name)
+        return "file", spec.info, spec.prompt_info
     except ModelNotDownloadedError:
         from ggroute.models.hub import is_offline
 
@@ -79,7 +76,7 @@ def _header(catalog: ModelCatalog, name: str, remote_headers: bool) -> tuple[str
         from ggroute.models.hub_header import remote_gguf_info
 
         try:
-            return "hub", remote_gguf_info(parse_hub_ref(catalog.loaded.model_path_ref(name)))
+            return "hub", remote_gguf_info(parse_hub_ref(catalog.loaded.model_path_ref(name))), None
         except GgrouteError as exc:  # name the model, as catalog.spec does; keep the error's class
             exc.args = (f"{catalog.loaded.source}: models.{name}: {exc}",)
             raise
@@ -94,7 +91,7 @@ def plan_report(catalog: ModelCatalog, *, remote_headers: bool = True,
     for name in catalog.local_names:
         settings = catalog.loaded.model(name)
         try:
-            source, info = _header(catalog, name, remote_headers and unreachable_for is None)
+            source, info, prompt_info = _header(catalog, name, remote_headers and unreachable_for is None)
         except HubUnreachableError as exc:
             unreachable_for, errors[name] = name, str(exc)
             continue
@@ -106,11 +103,11 @@ def plan_report(catalog: ModelCatalog, *, remote_headers: bool = True,
         except GgrouteError as exc:
             errors[name] = str(exc)
             continue
-        plan = _plan_at(name, info, settings, settings.context_size)
+        plan = plan_at(name, info, settings, settings.context_size, prompt_info)
         owner = first_user.setdefault(plan.path, name)
         if owner != name:
             plan = replace(plan, shares_weights_with=owner)
         sizes = sorted({*contexts, settings.context_size})
-        by_context = {ctx: _plan_at(name, info, settings, ctx).own_bytes for ctx in sizes}
+        by_context = {ctx: plan_at(name, info, settings, ctx, prompt_info).own_bytes for ctx in sizes}
         planned.append(PlannedModel(name, source, info, plan, by_context))
     return PlanReport(planned, errors, catalog.budget_bytes, machine_ram_bytes())

@@ -5,9 +5,11 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,17 +37,23 @@ if TYPE_CHECKING:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+log = logging.getLogger(__name__)
+
 
 # Fewest prompt tokens a request evaluates when its prompt is in the KV cache already (see _reuse_cache).
 MIN_EVALUATED = 2
+# Fewest prompt tokens worth reading with the prompt_weights_type copy: a handover costs about a millisecond.
+MIN_COPY_TOKENS = 16
 
 
 class LlamaModel:
     """A `Llama` and what ggroute knows about it. Whoever loads it closes it (`close()` is idempotent)."""
 
-    def __init__(self, spec: ModelSpec, llama: Llama, load_s: float) -> None:
+    def __init__(self, spec: ModelSpec, llama: Llama, load_s: float, prompt_llama: Llama | None = None) -> None:
         self._spec = spec
         self.llama = llama
+        self.prompt_llama = prompt_llama  # the prompt_weights_type copy that reads prompts (see _read_with_copy)
+        self.prompt_tokens_by_copy = 0  # prompt tokens the copy evaluated, for tests and --verbose
         self._load_s = load_s
         self.lock = threading.Lock()  # a llama.cpp context serves one request at a time
         self._should_abort: StopCheck | None = None
@@ -72,6 +80,8 @@ class LlamaModel:
         if not self._closed:
             self._closed = True
             self.llama.close()
+            if self.prompt_llama is not None:
+                self.prompt_llama.close()
 
     # --- tokens -------------------------------------------------------------------------------------------
 
@@ -89,12 +99,11 @@ class LlamaModel:
     def forget_context(self) -> None:
         """The next request evaluates its whole prompt (benchmarks compare full prefills)."""
         self.llama.reset()  # type: ignore[no-untyped-call]
+        if self.prompt_llama is not None:
+            self.prompt_llama.reset()  # type: ignore[no-untyped-call]
 
     def cached_prefix_length(self, tokens: list[int]) -> int:
-        llama = self.llama
-        n = min(llama.n_tokens, len(tokens))
-        same = llama.input_ids[:n] == np.asarray(tokens[:n], dtype=llama.input_ids.dtype)
-        return n if bool(same.all()) else int(np.argmin(same))
+        return _cached_prefix_length(self.llama, tokens)
 
     # --- aborting a decode in flight ----------------------------------------------------------------------
 
@@ -118,12 +127,15 @@ class LlamaModel:
         """
         import llama_cpp
 
+        contexts = [llama.ctx for llama in (self.llama, self.prompt_llama) if llama is not None]
         self._should_abort = should_stop
-        llama_cpp.llama_set_abort_callback(self.llama.ctx, self._abort_cb, None)
+        for ctx in contexts:
+            llama_cpp.llama_set_abort_callback(ctx, self._abort_cb, None)
         try:
             yield
         finally:
-            llama_cpp.llama_set_abort_callback(self.llama.ctx, llama_cpp.ggml_abort_callback(), None)
+            for ctx in contexts:
+                llama_cpp.llama_set_abort_callback(ctx, llama_cpp.ggml_abort_callback(), None)
             self._should_abort = None
 
     # --- Backend: generation ------------------------------------------------------------------------------
@@ -160,6 +172,29 @@ class LlamaModel:
         self.llama.n_tokens = keep
         return keep
 
+    def _read_with_copy(self, tokens: list[int], cached: int) -> None:
+        """Have the prompt_weights_type copy evaluate the prompt up to its last MIN_EVALUATED tokens and hand its
+        KV cells to this model, which then evaluates those last tokens itself (generate() finds the rest cached).
+
+        The copy's weights are the same numbers in a wider type (or nearly so), so the cells it writes are the
+        ones this model would write, read faster where wider weights read faster. The first token's logits come
+        from this model's own weights. A prompt this model has mostly cached is not worth a handover.
+        """
+        copy = self.prompt_llama
+        end = len(tokens) - MIN_EVALUATED
+        if copy is None or end - cached < MIN_COPY_TOKENS:
+            return
+        # With cache_prompt false every prompt is evaluated whole (reuse can change answers): by the copy too.
+        keep = min(_cached_prefix_length(copy, tokens), end) if self._spec.settings.cache_prompt else 0
+        copy.n_tokens = keep  # eval() drops the copy's cells from here on
+        copy.eval(tokens[keep:end])
+        self.prompt_tokens_by_copy += end - keep
+        if not _copy_sequence(copy, self.llama, tokens[:end]):
+            # This model's cells were cleared for the handover: it evaluates the whole prompt itself.
+            log.warning("model '%s': llama.cpp refused the KV cells of its %s copy; the model reads this prompt "
+                        "itself", self.name, self._spec.settings.prompt_weights_type)
+            self.llama.reset()  # type: ignore[no-untyped-call]
+
     def _window_holds(self, keep: int) -> bool:
         import llama_cpp
 
@@ -183,6 +218,16 @@ class LlamaModel:
         if sampling.temperature > 0:
             llama.set_seed(sampling.seed)
         cached = self._reuse_cache(tokens)
+        try:
+            with self.abortable(should_stop):
+                self._read_with_copy(tokens, cached)
+        except RuntimeError as exc:  # the copy's llama_decode failed, or was aborted by the callback
+            raise_if_stop_requested()
+            if should_stop():
+                return
+            copy_type = self._spec.settings.prompt_weights_type
+            raise GenerationError(f"llama.cpp failed reading the prompt with the {copy_type} copy of model "
+                                  f"'{self.name}': {exc}") from exc
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._dry.settings = sampling.dry
         sampled = llama.generate(tokens, temp=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
@@ -274,32 +319,51 @@ class LlamaModel:
 
     def save_state(self) -> bytes:
         """Sequence 0's KV cells only, not llama-cpp-python's whole-state snapshot (which copies logits)."""
-        import llama_cpp
-
-        size = llama_cpp.llama_state_seq_get_size(self.llama.ctx, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(self.llama.ctx, buffer, size, 0)
+        buffer, written = _sequence_cells(self.llama)
         return bytes(buffer)[:written]
 
     def restore_state(self, data: bytes, tokens: list[int]) -> bool:
-        import llama_cpp
-
-        llama = self.llama
-        llama.n_tokens = 0
-        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
         buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        if llama_cpp.llama_state_seq_set_data(llama.ctx, buffer, len(data), 0) != len(data):
-            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
-            return False
-        llama.input_ids[: len(tokens)] = tokens
-        llama.n_tokens = len(tokens)
-        return True
+        return _load_sequence_cells(self.llama, buffer, len(data), tokens)
 
     def state_identity(self) -> tuple[object, ...]:
         spec, stat = self._spec, self._spec.path.stat()
         s = spec.settings
         return (str(spec.path), stat.st_size, stat.st_mtime_ns, engine_version(), s.context_size, s.n_batch,
                 s.swa_full, s.n_gpu_layers, s.cache_type_k)
+
+
+def _cached_prefix_length(llama: Llama, tokens: list[int]) -> int:
+    n = min(llama.n_tokens, len(tokens))
+    same = llama.input_ids[:n] == np.asarray(tokens[:n], dtype=llama.input_ids.dtype)
+    return n if bool(same.all()) else int(np.argmin(same))
+
+
+def _sequence_cells(llama: Llama) -> tuple[ctypes.Array[ctypes.c_uint8], int]:
+    import llama_cpp
+
+    size = llama_cpp.llama_state_seq_get_size(llama.ctx, 0)
+    buffer = (ctypes.c_uint8 * size)()
+    return buffer, int(llama_cpp.llama_state_seq_get_data(llama.ctx, buffer, size, 0))
+
+
+def _load_sequence_cells(llama: Llama, buffer: ctypes.Array[ctypes.c_uint8], size: int, tokens: list[int]) -> bool:
+    """Replace sequence 0's KV cells with `buffer`'s, which hold `tokens`; False (the cache left empty) if refused."""
+    import llama_cpp
+
+    llama.n_tokens = 0
+    llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+    if llama_cpp.llama_state_seq_set_data(llama.ctx, buffer, size, 0) != size:
+        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        return False
+    llama.input_ids[: len(tokens)] = tokens
+    llama.n_tokens = len(tokens)
+    return True
+
+
+def _copy_sequence(source: Llama, target: Llama, tokens: list[int]) -> bool:
+    buffer, written = _sequence_cells(source)
+    return _load_sequence_cells(target, buffer, written, tokens)
 
 
 def rpc_arguments(spec: ModelSpec) -> dict[str, Any]:
@@ -327,16 +391,28 @@ def rpc_arguments(spec: ModelSpec) -> dict[str, Any]:
 
 def load_llama_model(spec: ModelSpec) -> LlamaModel:
     """Load a model with its configured settings; the GGUF header was already checked by the catalog."""
-    from llama_cpp import Llama
-
     route_llama_logs_to_logging()
-    settings = spec.settings
-    threads = settings.n_threads or available_cores()
     extra = rpc_arguments(spec)
     started = time.perf_counter()
+    llama = _new_llama(spec, spec.path, extra)
+    prompt_llama = None
+    if spec.prompt_path is not None:
+        try:
+            prompt_llama = _new_llama(spec, spec.prompt_path, extra)
+        except BaseException:
+            llama.close()
+            raise
+    return LlamaModel(spec, llama, time.perf_counter() - started, prompt_llama)
+
+
+def _new_llama(spec: ModelSpec, path: Path, extra: dict[str, Any]) -> Llama:
+    from llama_cpp import Llama
+
+    settings = spec.settings
+    threads = settings.n_threads or available_cores()
     try:
         llama = Llama(
-            model_path=str(spec.path),
+            model_path=str(path),
             n_ctx=settings.context_size,
             n_batch=settings.n_batch,
             n_ubatch=min(settings.n_batch, 512),
@@ -352,8 +428,8 @@ def load_llama_model(spec: ModelSpec) -> LlamaModel:
         )
     except (ValueError, RuntimeError) as exc:
         raise_if_stop_requested()
-        raise ModelLoadError(f"llama.cpp could not load model '{spec.name}' from {spec.path}: {exc}") from exc
+        raise ModelLoadError(f"llama.cpp could not load model '{spec.name}' from {path}: {exc}") from exc
     if stop_requested.is_set():  # a signal came while llama.cpp logged through its callback
         llama.close()
         raise_if_stop_requested()
-    return LlamaModel(spec, llama, time.perf_counter() - started)
+    return llama

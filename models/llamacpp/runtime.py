@@ -73,6 +73,12 @@ def weights_type_warnings(config: AppConfig, features: frozenset[str]) -> list[s
             f"weights read prompts here about as fast as q8_0 and take more memory; on such a CPU \"q4_0\"{head} "
             "was faster (docs/performance.md, 'Router weights on a CPU without AVX512_BF16'; measure with "
             f"`ggroute bench {name} --weights-type bf16,q8_0,q4_0 --prompt-tokens 64`)")
+    for name, model in config.models.items():
+        if model.prompt_weights_type == "bf16" and not model.is_remote and model.n_gpu_layers == 0:
+            warnings.append(
+                f"models.{name}.prompt_weights_type is bf16, but this CPU has no AVX512_BF16 (llama.cpp's system "
+                "info): a BF16 copy reads prompts here about as fast as q8_0 and takes twice its memory; use "
+                "\"q8_0\"")
     return warnings
 
 

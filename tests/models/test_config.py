@@ -425,3 +425,14 @@ def test_bf16_weights_without_avx512_bf16_get_advice_with_the_q4_0_head() -> Non
     assert '"head": "pkg:ggroute.models/router-head-q4_0.json"' in warning
     assert weights_type_warnings(shipped, parse_system_info(WITH_BF16)) == []
     assert weights_type_warnings(shipped, parse_system_info("CPU : NEON = 1 | ARM_FMA = 1 | ")) == []  # not judged
+
+
+def test_a_bf16_prompt_copy_without_avx512_bf16_gets_advice() -> None:
+    from ggroute.models.llamacpp.runtime import parse_system_info, weights_type_warnings
+
+    data = json.loads(packaged_default_config().read_text(encoding="utf-8"))
+    data["models"]["coder"]["prompt_weights_type"] = "bf16"
+    config = parse_config(json.dumps(data), packaged_default_config()).config
+    [warning] = weights_type_warnings(config, parse_system_info(AVX2_ONLY))
+    assert warning.startswith("models.coder.prompt_weights_type is bf16, but this CPU has no AVX512_BF16")
+    assert weights_type_warnings(config, parse_system_info(WITH_BF16)) == []
