@@ -432,6 +432,11 @@ def _router_reference_problems(router: RouterConfig, models: dict[str, ModelConf
     elif models[router.model].is_remote:
         problems.append(("router.model", f"'{router.model}' is a remote model: the router reads a "
                                          "local model's logits and hidden state, so it must be backend llama.cpp"))
+    elif (models[router.model].prompt_weights_type is not None
+          and all(route.model != router.model for route in router.routes.values())):
+        problems.append((f"models.{router.model}.prompt_weights_type",
+                         f"'{router.model}' is the router, which only reads: its prompts are never handed to "
+                         "another copy; set weights_type to read them faster, and remove prompt_weights_type"))
     for route_name, route in router.routes.items():
         field = f"router.routes.{route_name}"
         if route.model not in models:

