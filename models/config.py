@@ -128,9 +128,10 @@ class ModelConfig(StrictModel):
         None,
         description="Read prompts with a copy of the weights in this type (made once, like weights_type's) and "
         "generate with the model's own: the copy's KV cache is handed over before the last two prompt tokens, "
-        "which the model reads itself. Prompts read up to 2x faster where wider weights read faster (bf16 with "
-        "AVX512_BF16, f16, q8_0); the copy takes its own memory (weights and KV cache, in the plan). Not for "
-        "sliding-window models (Gemma 3). Unset: the model reads its prompts itself.",
+        "which the model reads itself. Prompts read faster where wider weights read faster (1.8x with q8_0, bf16 "
+        "or f16 on the CPU measured); the copy takes its own memory (weights and KV cache, in the plan), and "
+        "greedy answers change (the copy's numbers are not a 4-bit model's to the bit; docs/performance.md). Not "
+        "for sliding-window models (Gemma 3). Unset: the model reads its prompts itself.",
     )
     layers: int | None = Field(
         None, ge=1,

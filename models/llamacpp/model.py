@@ -176,9 +176,11 @@ class LlamaModel:
         """Have the prompt_weights_type copy evaluate the prompt up to its last MIN_EVALUATED tokens and hand its
         KV cells to this model, which then evaluates those last tokens itself (generate() finds the rest cached).
 
-        The copy's weights are the same numbers in a wider type (or nearly so), so the cells it writes are the
-        ones this model would write, read faster where wider weights read faster. The first token's logits come
-        from this model's own weights. A prompt this model has mostly cached is not worth a handover.
+        The copy's weights are the same numbers in a wider type (or nearly so), so the cells it writes are nearly
+        the ones this model would write (not to the bit: a 4-bit model's activations are rounded to 8 bits, the
+        copy's are not; docs/performance.md measures what that does to greedy text), read faster where wider
+        weights read faster. The first token's logits come from this model's own weights. A prompt this model
+        has mostly cached is not worth a handover.
         """
         copy = self.prompt_llama
         end = len(tokens) - MIN_EVALUATED
@@ -222,6 +224,8 @@ class LlamaModel:
             with self.abortable(should_stop):
                 self._read_with_copy(tokens, cached)
         except RuntimeError as exc:  # the copy's llama_decode failed, or was aborted by the callback
+            if self.prompt_llama is not None:
+                self.prompt_llama.n_tokens = 0  # what the copy's context holds is unknown now: reuse nothing
             raise_if_stop_requested()
             if should_stop():
                 return
