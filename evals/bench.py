@@ -97,7 +97,7 @@ def measure(catalog: ModelCatalog, name: str, settings: BenchSettings, prompt_to
     threads = s.n_threads or available_cores()  # what load_llama_model passes to llama.cpp
     effective: dict[str, object] = {"n_threads": threads, "context_size": s.context_size, "n_batch": s.n_batch,
                                     "n_gpu_layers": s.n_gpu_layers, "weights_type": s.weights_type,
-                                    "cache_type_k": s.cache_type_k}
+                                    "prompt_weights_type": s.prompt_weights_type, "cache_type_k": s.cache_type_k}
     result = BenchResult(name, settings, effective, estimate_mb=round(spec.plan.own_bytes / 1e6, 1))
     result.skipped = skip_reason(spec, settings, prompt_tokens, gen_tokens, catalog.budget_bytes)
     if result.skipped is None:
@@ -112,7 +112,8 @@ def compare_with_raw_llama(catalog: ModelCatalog, name: str, repeat: int, gen_to
     from ggroute.evals.bench_raw import compare_with_raw
     from ggroute.models.llamacpp.model import load_llama_model
 
-    model = load_llama_model(catalog.spec(name))
+    # Without a prompt_weights_type copy: llama-cpp-python alone has none, and the point is ggroute's overhead.
+    model = load_llama_model(catalog.spec_with(name, {"prompt_weights_type": None}))
     try:
         return compare_with_raw(model, repeat=max(repeat, 3), max_tokens=gen_tokens).summary()
     finally:
@@ -137,6 +138,7 @@ def measure_here(spec: ModelSpec, prompt_tokens: int, gen_tokens: int, repeat: i
             prompt += (filler * (prompt_tokens // len(filler) + 1))[: prompt_tokens - len(prompt)]
             started = time.perf_counter()
             first = last = started
+            model.read_with_copy(prompt, cached=0)  # as a request does: a prompt_weights_type copy reads it
             for count, _token in enumerate(llama.generate(prompt, temp=0.0), start=1):
                 last = time.perf_counter()
                 if count == 1:

@@ -52,7 +52,7 @@ class LlamaModel:
     def __init__(self, spec: ModelSpec, llama: Llama, load_s: float, prompt_llama: Llama | None = None) -> None:
         self._spec = spec
         self.llama = llama
-        self.prompt_llama = prompt_llama  # the prompt_weights_type copy that reads prompts (see _read_with_copy)
+        self.prompt_llama = prompt_llama  # the prompt_weights_type copy that reads prompts (see read_with_copy)
         self.prompt_tokens_by_copy = 0  # prompt tokens the copy evaluated, for tests and --verbose
         self._load_s = load_s
         self.lock = threading.Lock()  # a llama.cpp context serves one request at a time
@@ -172,7 +172,7 @@ class LlamaModel:
         self.llama.n_tokens = keep
         return keep
 
-    def _read_with_copy(self, tokens: list[int], cached: int) -> None:
+    def read_with_copy(self, tokens: list[int], cached: int) -> None:
         """Have the prompt_weights_type copy evaluate the prompt up to its last MIN_EVALUATED tokens and hand its
         KV cells to this model, which then evaluates those last tokens itself (generate() finds the rest cached).
 
@@ -222,7 +222,7 @@ class LlamaModel:
         cached = self._reuse_cache(tokens)
         try:
             with self.abortable(should_stop):
-                self._read_with_copy(tokens, cached)
+                self.read_with_copy(tokens, cached)
         except RuntimeError as exc:  # the copy's llama_decode failed, or was aborted by the callback
             if self.prompt_llama is not None:
                 self.prompt_llama.n_tokens = 0  # what the copy's context holds is unknown now: reuse nothing

@@ -98,7 +98,7 @@ def test_the_model_reads_on_from_the_cells_the_copy_wrote(copy_reader: LlamaMode
     own = _last_logits(copy_reader)
     copy_reader.forget_context()
     before = copy_reader.prompt_tokens_by_copy
-    copy_reader._read_with_copy(tokens, cached=0)
+    copy_reader.read_with_copy(tokens, cached=0)
     assert copy_reader.prompt_tokens_by_copy - before == len(tokens) - MIN_EVALUATED
     assert copy_reader.llama.n_tokens == len(tokens) - MIN_EVALUATED
     copy_reader.llama.eval(tokens[-MIN_EVALUATED:])
