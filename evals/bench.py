@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+from ggroute.core.errors import UsageError
 from ggroute.models.catalog import ModelCatalog, ModelSpec
 from ggroute.models.config import load_config
 from ggroute.models.llamacpp.runtime import available_cores, gpu_offload_supported
@@ -92,7 +93,10 @@ def skip_reason(spec: ModelSpec, settings: BenchSettings, prompt_tokens: int, ge
 def measure(catalog: ModelCatalog, name: str, settings: BenchSettings, prompt_tokens: int, gen_tokens: int,
             repeat: int) -> BenchResult:
     """One model under one settings combination: measured in a child process, or skipped with the reason."""
-    spec = spec_for(catalog, name, settings)
+    try:
+        spec = spec_for(catalog, name, settings)
+    except UsageError as exc:  # a swept value the model's other settings refuse (e.g. its prompt_weights_type)
+        return BenchResult(name, settings, skipped=f"not a valid combination here: {exc}")
     s = spec.settings
     threads = s.n_threads or available_cores()  # what load_llama_model passes to llama.cpp
     effective: dict[str, object] = {"n_threads": threads, "context_size": s.context_size, "n_batch": s.n_batch,

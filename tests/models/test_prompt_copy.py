@@ -40,6 +40,16 @@ def test_settings_it_cannot_work_with_are_config_errors(write_config, test_confi
     assert expected in _error(write_config, test_config)
 
 
+def test_a_bench_sweep_value_the_copy_refuses_is_skipped_with_the_reason(write_config, test_config) -> None:
+    from ggroute.evals.bench import BenchSettings, measure
+
+    test_config["models"]["coder"]["prompt_weights_type"] = "q8_0"
+    catalog = ModelCatalog(load_config(write_config(test_config)))
+    result = measure(catalog, "coder", BenchSettings(weights_type="q8_0"), 8, 2, 1)
+    assert result.skipped is not None and "the same as weights_type" in result.skipped
+    assert result.prefill_tokens_per_s is None  # nothing was run
+
+
 def test_the_router_model_is_told_to_use_weights_type(write_config) -> None:
     from tests.conftest import SHIPPED
 
