@@ -32,8 +32,7 @@ class ModelSpec:
     path: Path
     info: GGUFInfo
     plan: ModelPlan
-    prompt_path: Path | None = None  # the prompt_weights_type copy that reads its prompts, if configured
-    prompt_info: GGUFInfo | None = None
+    prompt_info: GGUFInfo | None = None  # the prompt_weights_type copy that reads its prompts, if configured
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,7 @@ class ModelCatalog:
         copy_path = self.path_of(name, settings.model_copy(update={"weights_type": settings.prompt_weights_type}))
         copy_info = self._info(copy_path)
         plan = plan_at(name, info, settings, settings.context_size, copy_info)
-        return ModelSpec(name, settings, path, info, plan, copy_path, copy_info)
+        return ModelSpec(name, settings, path, info, plan, copy_info)
 
     def spec_with(self, name: str, overrides: dict[str, object]) -> ModelSpec:
         """The model with some settings replaced (a benchmark sweep), validated like config.json."""

@@ -220,18 +220,6 @@ class LlamaModel:
         if sampling.temperature > 0:
             llama.set_seed(sampling.seed)
         cached = self._reuse_cache(tokens)
-        try:
-            with self.abortable(should_stop):
-                self.read_with_copy(tokens, cached)
-        except RuntimeError as exc:  # the copy's llama_decode failed, or was aborted by the callback
-            if self.prompt_llama is not None:
-                self.prompt_llama.n_tokens = 0  # what the copy's context holds is unknown now: reuse nothing
-            raise_if_stop_requested()
-            if should_stop():
-                return
-            copy_type = self._spec.settings.prompt_weights_type
-            raise GenerationError(f"llama.cpp failed reading the prompt with the {copy_type} copy of model "
-                                  f"'{self.name}': {exc}") from exc
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._dry.settings = sampling.dry
         sampled = llama.generate(tokens, temp=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
@@ -241,8 +229,11 @@ class LlamaModel:
         try:
             try:
                 with self.abortable(should_stop):
+                    self.read_with_copy(tokens, cached)  # before generate() starts (it is lazy)
                     token = next(sampled)
-            except RuntimeError as exc:  # llama_decode failed, or was aborted by the callback
+            except RuntimeError as exc:  # llama_decode failed (the copy's or the model's), or was aborted
+                if self.prompt_llama is not None:
+                    self.prompt_llama.n_tokens = 0  # what the copy's context holds is unknown now: reuse nothing
                 raise_if_stop_requested()
                 if should_stop():
                     return
@@ -400,9 +391,9 @@ def load_llama_model(spec: ModelSpec) -> LlamaModel:
     started = time.perf_counter()
     llama = _new_llama(spec, spec.path, extra)
     prompt_llama = None
-    if spec.prompt_path is not None:
+    if spec.prompt_info is not None:
         try:
-            prompt_llama = _new_llama(spec, spec.prompt_path, extra)
+            prompt_llama = _new_llama(spec, spec.prompt_info.path, extra)
         except BaseException:
             llama.close()
             raise

@@ -70,8 +70,8 @@ def test_the_memory_plan_counts_the_copy(write_config, test_config) -> None:
     test_config["models"]["coder"]["prompt_weights_type"] = "q8_0"
     catalog = ModelCatalog(load_config(write_config(test_config)))
     spec = catalog.spec("coder")
-    assert spec.prompt_path is not None and spec.prompt_path.parent.name == "converted"
     assert spec.prompt_info is not None and spec.prompt_info.quantization == "Q8_0"
+    assert spec.prompt_info.path.parent.name == "converted"
     assert spec.path == plain.path  # the model itself still loads its own file
     copy_alone = plan_at("coder", spec.prompt_info, spec.settings, spec.settings.context_size)
     assert spec.plan.prompt_copy_bytes == copy_alone.own_bytes > spec.prompt_info.weight_bytes
